@@ -1,0 +1,111 @@
+# pfp — parallel function processor.  `make help` lists the targets.
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BUILD     ?= build
+CC        ?= cc
+PKG_CONFIG ?= pkg-config
+LUA_PKG   ?= lua5.4
+LUA       ?= lua5.4
+BUSTED    ?= /usr/bin/busted
+
+DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PKG) jansson)
+LUA_LIBS    := $(shell $(PKG_CONFIG) --libs $(LUA_PKG))
+JANSSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson)
+
+CFLAGS    ?= -O2 -g
+WARNINGS  := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ALL_CFLAGS := -std=c11 $(WARNINGS) $(CFLAGS) -fPIC -fvisibility=hidden \
+              -DPFP_BUILDING -D_GNU_SOURCE -Iinclude -Iruntime $(DEPS_CFLAGS)
+LDFLAGS   ?=
+
+LIBDIR    := $(PREFIX)/lib
+INCDIR    := $(PREFIX)/include
+BINDIR    := $(PREFIX)/bin
+PCDIR     := $(LIBDIR)/pkgconfig
+LUA_CMOD_DIR := $(LIBDIR)/lua/5.4
+
+ENGINE_SRC := runtime/buf.c runtime/sys.c runtime/jsonw.c runtime/convert.c \
+              runtime/wire.c runtime/record.c runtime/child.c runtime/exec.c \
+              runtime/processor.c runtime/luamod.c
+ENGINE_OBJ := $(ENGINE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
+HEADERS    := include/pfp.h runtime/pfp_internal.h
+
+PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
+            $(BUILD)/pfp.so $(BUILD)/pfp.pc
+C_TESTS  := $(BUILD)/test_api
+
+.PHONY: all help test test-lua test-c example asan install uninstall clean
+
+all: $(PROGRAMS)
+
+help:
+	@echo "make              build pfp-run, libpfp.a/.so, the Lua module pfp.so, pfp.pc"
+	@echo "make test         build everything and run all tests (busted specs and C tests)"
+	@echo "make example      run the counters example"
+	@echo "make asan         build and run the tests with AddressSanitizer and UBSan"
+	@echo "make install      install under PREFIX ($(PREFIX)), honouring DESTDIR"
+	@echo "make clean        remove $(BUILD)/"
+
+$(BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+$(BUILD)/libpfp.a: $(ENGINE_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+# The shared library links Lua and jansson; only pfp_* symbols are exported.
+$(BUILD)/libpfp.so: $(ENGINE_OBJ)
+	$(CC) -shared -Wl,-soname,libpfp.so.0 -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS)
+
+# The Lua module takes Lua's symbols from the interpreter that loads it, as
+# Debian's Lua modules do, so it does not link liblua.
+$(BUILD)/pfp.so: $(ENGINE_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(JANSSON_LIBS)
+
+$(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
+	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+$(BUILD)/pfp.pc: pfp.pc.in Makefile | $(BUILD)/obj
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LUA_PKG@|$(LUA_PKG)|g' pfp.pc.in > $@
+
+$(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+test: all $(C_TESTS)
+	@BUILD=$(BUILD) LUA=$(LUA) BUSTED=$(BUSTED) sh spec/run-tests.sh
+
+example: all
+	$(BUILD)/pfp-run --context scripts/counters.json scripts/counters.lua \
+	    counter1='{"Operation": "ADD"}' counter1='{"Operation": "MULTIPLY"}' \
+	    counter2='{"Operation": "ADD"}' counter2='{"Operation": "MULTIPLY"}'
+
+# Sanitizer build: everything rebuilt in its own directory and the whole
+# suite run against it.  The Lua module is loaded by an uninstrumented
+# lua5.4, so the ASan runtime is preloaded for the busted specs.
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" SANITIZE=1 test
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
+	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(LUA_CMOD_DIR)
+	install -m 755 $(BUILD)/pfp-run $(DESTDIR)$(BINDIR)/pfp-run
+	install -m 644 $(BUILD)/libpfp.a $(DESTDIR)$(LIBDIR)/libpfp.a
+	install -m 755 $(BUILD)/libpfp.so $(DESTDIR)$(LIBDIR)/libpfp.so.0
+	ln -sf libpfp.so.0 $(DESTDIR)$(LIBDIR)/libpfp.so
+	install -m 644 include/pfp.h $(DESTDIR)$(INCDIR)/pfp.h
+	install -m 644 $(BUILD)/pfp.pc $(DESTDIR)$(PCDIR)/pfp.pc
+	install -m 755 $(BUILD)/pfp.so $(DESTDIR)$(LUA_CMOD_DIR)/pfp.so
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/pfp-run $(DESTDIR)$(LIBDIR)/libpfp.a \
+	    $(DESTDIR)$(LIBDIR)/libpfp.so $(DESTDIR)$(LIBDIR)/libpfp.so.0 \
+	    $(DESTDIR)$(INCDIR)/pfp.h $(DESTDIR)$(PCDIR)/pfp.pc \
+	    $(DESTDIR)$(LUA_CMOD_DIR)/pfp.so
+
+clean:
+	rm -rf build build-asan

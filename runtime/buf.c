@@ -1,0 +1,95 @@
+/*
+** buf.c — a growable byte buffer, and string helpers.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pfp_internal.h"
+
+void pfp__buf_free(pfp__buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* Makes room for `extra` more bytes plus the terminating NUL. */
+int pfp__buf_reserve(pfp__buf *b, size_t extra) {
+  if (extra >= SIZE_MAX - b->len - 1)
+    return -1;
+  size_t need = b->len + extra + 1;
+  if (need <= b->cap)
+    return 0;
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  char *data = realloc(b->data, cap);
+  if (data == NULL)
+    return -1;
+  b->data = data;
+  b->cap = cap;
+  return 0;
+}
+
+int pfp__buf_append(pfp__buf *b, const void *data, size_t len) {
+  if (pfp__buf_reserve(b, len) != 0)
+    return -1;
+  if (len > 0)
+    memcpy(b->data + b->len, data, len);
+  b->len += len;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+int pfp__buf_puts(pfp__buf *b, const char *s) {
+  return pfp__buf_append(b, s, strlen(s));
+}
+
+int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || pfp__buf_reserve(b, (size_t)n) != 0)
+    return -1;
+  va_start(ap, fmt);
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+char *pfp__buf_steal(pfp__buf *b, size_t *len) {
+  char *data = b->data;
+  if (len)
+    *len = b->len;
+  if (data == NULL)
+    data = calloc(1, 1);
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return data;
+}
+
+char *pfp__strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *copy = malloc(n);
+  if (copy)
+    memcpy(copy, s, n);
+  return copy;
+}
+
+char *pfp__strdupf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return NULL;
+  char *s = malloc((size_t)n + 1);
+  if (s == NULL)
+    return NULL;
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}

@@ -1,0 +1,190 @@
+/*
+** child.c — what a forked child runs: the function, under lua_pcall with a
+** traceback handler, then its Result written as frames on the result pipe.
+** A child never returns into the host's code and leaves only through _exit,
+** so the host's atexit handlers and stdio buffers are never run twice.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pfp_internal.h"
+
+#define QUEUE_MT "pfp.Queue"
+#define CURRENT_NAME "pfp.current_name"
+
+typedef struct queue {
+  int fd;
+  int put_done;
+} queue;
+
+/* Leaves the child.  Everything the function printed is flushed first; the
+** host's buffers were flushed before fork, so nothing appears twice. */
+static PFP__NORETURN void child_exit(int code) {
+  fflush(NULL);
+  _exit(code);
+}
+
+/* A write to the host failed: the host is gone or has given up on us. */
+static PFP__NORETURN void host_gone(void) { _exit(125); }
+
+/* Raises msg as an error located at the Lua code that called the C
+** function (luaL_error would point at the C function itself). */
+static int caller_error(lua_State *L, const char *msg) {
+  luaL_where(L, 2);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* Splits a value given to q:put or returned by the function into its
+** function_name (pushed, or nil) and result (pushed). */
+static void unwrap_result(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TTABLE && luaL_getmetafield(L, idx, "__name")) {
+    int is_result = lua_type(L, -1) == LUA_TSTRING &&
+                    strcmp(lua_tostring(L, -1), PFP__RESULT_MT) == 0;
+    lua_pop(L, 1);
+    if (is_result) {
+      lua_getfield(L, idx, "function_name");
+      if (!lua_isstring(L, -1) || lua_type(L, -1) == LUA_TNUMBER) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      }
+      lua_getfield(L, idx, "result");
+      return;
+    }
+  }
+  lua_pushnil(L);
+  lua_pushvalue(L, idx);
+}
+
+/* Encodes the result at the top of the stack and writes the frames.
+** Returns NULL, or an error message (new string) when it cannot be
+** serialized; raises nothing itself. */
+static char *deliver(lua_State *L, int fd) {
+  pfp__buf json = {0};
+  char *errmsg = NULL;
+  int rc = pfp__lua_to_json(L, -1, "result", &json, &errmsg);
+  if (rc != 0) {
+    pfp__buf_free(&json);
+    return errmsg ? errmsg : pfp__strdup("result: not enough memory");
+  }
+  if (lua_type(L, -2) == LUA_TSTRING) {
+    size_t len;
+    const char *name = lua_tolstring(L, -2, &len);
+    if (pfp__frame_write(fd, PFP__FRAME_NAME, name, len) != 0)
+      host_gone();
+  }
+  if (pfp__frame_write(fd, PFP__FRAME_RESULT, json.data, json.len) != 0)
+    host_gone();
+  pfp__buf_free(&json);
+  return NULL;
+}
+
+/* q:put(r) — delivers r (a pfp.Result, or any value as the result itself). */
+static int queue_put(lua_State *L) {
+  queue *q = luaL_checkudata(L, 1, QUEUE_MT);
+  luaL_checkany(L, 2);
+  if (q->put_done)
+    return caller_error(L, "q:put: a result was already put (put may be "
+                           "called once per function)");
+  unwrap_result(L, 2);
+  char *errmsg = deliver(L, q->fd);
+  if (errmsg != NULL) {
+    lua_pushstring(L, errmsg);
+    free(errmsg);
+    return caller_error(L, lua_tostring(L, -1));
+  }
+  q->put_done = 1;
+  return 0;
+}
+
+void pfp__child_setup_queue(lua_State *L) {
+  if (luaL_newmetatable(L, QUEUE_MT)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, queue_put);
+    lua_setfield(L, -2, "put");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+/* os.exit in a child: flush and leave without running the host's atexit
+** handlers.  Status as in Lua: true/none is 0, false is 1. */
+static int child_os_exit(lua_State *L) {
+  int code;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  child_exit(code);
+}
+
+/* Message handler: the error message with a traceback (as lua.c does). */
+static int traceback_handler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+void pfp__child_run(lua_State *L, int context, int fn, int args,
+                    const char *name, int result_fd) {
+  lua_checkstack(L, 8);
+  lua_pushstring(L, name);
+  lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_NAME);
+  lua_getglobal(L, "os");
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_pushcfunction(L, child_os_exit);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, traceback_handler);
+  int handler = lua_gettop(L);
+  lua_pushvalue(L, fn);
+  queue *q = lua_newuserdatauv(L, sizeof *q, 0);
+  q->fd = result_fd;
+  q->put_done = 0;
+  pfp__child_setup_queue(L);
+  luaL_setmetatable(L, QUEUE_MT);
+  lua_pushvalue(L, context);
+  lua_pushvalue(L, args);
+  if (lua_pcall(L, 3, 1, handler) != LUA_OK) {
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    if (msg == NULL)
+      msg = "(error object is not a string)", len = strlen(msg);
+    if (pfp__frame_write(result_fd, PFP__FRAME_ERROR, msg, len) != 0)
+      host_gone();
+    child_exit(0);
+  }
+  if (!q->put_done) {
+    /* No put: the function's return value is its result. */
+    unwrap_result(L, -1);
+    char *errmsg = deliver(L, result_fd);
+    if (errmsg != NULL) {
+      pfp__buf msg = {0};
+      pfp__buf_printf(&msg, "%s (the function's return value)", errmsg);
+      free(errmsg);
+      if (msg.data == NULL ||
+          pfp__frame_write(result_fd, PFP__FRAME_ERROR, msg.data, msg.len) != 0)
+        host_gone();
+    }
+  }
+  child_exit(0);
+}
+
+const char *pfp__current_name(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CURRENT_NAME);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the registry keeps the string alive */
+  return s;
+}

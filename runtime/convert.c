@@ -1,0 +1,415 @@
+/*
+** convert.c — converting between Lua values and JSON, on purpose.
+**
+** The mapping (documented in README.md, "Values across the pipe"):
+**   integer <-> JSON integer (full int64); float <-> JSON number with a '.'
+**   or exponent (shortest text that reads back as the same double);
+**   table with keys 1..n <-> array; table with string keys <-> object;
+**   empty table -> {} unless it carries the array metatable (pfp.array),
+**   which decoded arrays keep; JSON null <-> pfp.null (a NULL light
+**   userdata, the same value as cjson.null).
+** Everything else is refused with a message naming the path to the value,
+** e.g. "result.items[3].cb: function cannot be serialized".
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pfp_internal.h"
+
+/* ---- JSON -> Lua ----------------------------------------------------- */
+
+static int push_json_at(lua_State *L, const json_t *v, int depth) {
+  if (depth > PFP_MAX_DEPTH || !lua_checkstack(L, 4))
+    return -1;
+  switch (json_typeof(v)) {
+  case JSON_NULL:
+    lua_pushlightuserdata(L, NULL);
+    return 0;
+  case JSON_TRUE:
+    lua_pushboolean(L, 1);
+    return 0;
+  case JSON_FALSE:
+    lua_pushboolean(L, 0);
+    return 0;
+  case JSON_INTEGER:
+    lua_pushinteger(L, (lua_Integer)json_integer_value(v));
+    return 0;
+  case JSON_REAL:
+    lua_pushnumber(L, (lua_Number)json_real_value(v));
+    return 0;
+  case JSON_STRING:
+    lua_pushlstring(L, json_string_value(v), json_string_length(v));
+    return 0;
+  case JSON_ARRAY: {
+    size_t n = json_array_size(v);
+    lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      if (push_json_at(L, json_array_get(v, i), depth + 1) != 0) {
+        lua_pop(L, 1);
+        return -1;
+      }
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, PFP__ARRAY_MT);
+    return 0;
+  }
+  case JSON_OBJECT: {
+    const char *key;
+    size_t key_len;
+    json_t *value;
+    size_t n = json_object_size(v);
+    lua_createtable(L, 0, n > INT32_MAX ? INT32_MAX : (int)n);
+    json_object_keylen_foreach((json_t *)v, key, key_len, value) {
+      lua_pushlstring(L, key, key_len);
+      if (push_json_at(L, value, depth + 1) != 0) {
+        lua_pop(L, 2);
+        return -1;
+      }
+      lua_rawset(L, -3);
+    }
+    return 0;
+  }
+  }
+  return -1;
+}
+
+int pfp__push_json(lua_State *L, const json_t *v) {
+  return push_json_at(L, v, 0);
+}
+
+static int depth_ok(const json_t *v, int depth) {
+  if (depth > PFP_MAX_DEPTH)
+    return 0;
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (!depth_ok(json_array_get(v, i), depth + 1))
+        return 0;
+  } else if (json_is_object(v)) {
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)v, key, value) {
+      if (!depth_ok(value, depth + 1))
+        return 0;
+    }
+  }
+  return 1;
+}
+
+int pfp__json_depth_ok(const json_t *v) { return depth_ok(v, 0); }
+
+static int keys_have_nul(const json_t *v) {
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (keys_have_nul(json_array_get(v, i)))
+        return 1;
+  } else if (json_is_object(v)) {
+    const char *key;
+    size_t key_len;
+    json_t *value;
+    json_object_keylen_foreach((json_t *)v, key, key_len, value) {
+      if (memchr(key, '\0', key_len) != NULL || keys_have_nul(value))
+        return 1;
+    }
+  }
+  return 0;
+}
+
+json_t *pfp__parse_object(const char *text, size_t len, const char *name,
+                          char **errmsg) {
+  json_error_t err;
+  /* jansson's own limit (2048 levels) stops runaway nesting while parsing;
+  ** ours is checked afterwards so both directions share one limit. */
+  json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                         &err);
+  if (v == NULL) {
+    if (err.line > 0)
+      *errmsg = pfp__strdupf("%s:%d:%d: invalid JSON: %s", name, err.line,
+                             err.column, err.text);
+    else
+      *errmsg = pfp__strdupf("%s: invalid JSON: %s", name, err.text);
+    return NULL;
+  }
+  const char *problem = NULL;
+  if (!json_is_object(v))
+    problem = "expected a JSON object";
+  else if (!pfp__json_depth_ok(v))
+    problem = "nested deeper than " PFP__STR(PFP_MAX_DEPTH) " levels";
+  else if (keys_have_nul(v))
+    problem = "an object key contains a NUL byte";
+  if (problem) {
+    *errmsg = pfp__strdupf("%s: %s", name, problem);
+    json_decref(v);
+    return NULL;
+  }
+  return v;
+}
+
+/* ---- Lua -> JSON ----------------------------------------------------- */
+
+/* One step of the path from the root to the value being written. */
+typedef struct path_step {
+  const void *table; /* the table at this depth, for cycle detection */
+  const char *key;   /* the key leading to the child, or NULL for index */
+  size_t key_len;
+  lua_Integer index;
+} path_step;
+
+typedef struct encoder {
+  lua_State *L;
+  pfp__buf *out;
+  const char *root;
+  path_step *steps; /* PFP_MAX_DEPTH + 1 entries */
+  int array_mt;     /* stack index of the array metatable */
+  char *errmsg;
+} encoder;
+
+static int is_identifier(const char *s, size_t n) {
+  if (n == 0 || !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') ||
+                  (s[0] >= 'A' && s[0] <= 'Z')))
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    char c = s[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9')))
+      return 0;
+  }
+  return 1;
+}
+
+/* Records "path: what" as the encoder's error; returns -2. */
+static int fail(encoder *e, int depth, const char *fmt, ...)
+    PFP__PRINTF(3, 4);
+static int fail(encoder *e, int depth, const char *fmt, ...) {
+  pfp__buf msg = {0};
+  va_list ap;
+  char what[256];
+  pfp__buf_puts(&msg, e->root);
+  for (int d = 0; d < depth; d++) {
+    const path_step *s = &e->steps[d];
+    if (s->key == NULL)
+      pfp__buf_printf(&msg, "[%lld]", (long long)s->index);
+    else if (is_identifier(s->key, s->key_len))
+      pfp__buf_printf(&msg, ".%.*s", (int)s->key_len, s->key);
+    else {
+      pfp__buf_puts(&msg, "[");
+      pfp__jw_string(&msg, s->key, s->key_len, 1, NULL);
+      pfp__buf_puts(&msg, "]");
+    }
+  }
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  pfp__buf_printf(&msg, ": %s", what);
+  free(e->errmsg);
+  e->errmsg = msg.data; /* NULL if even this ran out of memory */
+  return -2;
+}
+
+static int encode_value(encoder *e, int idx, int depth);
+
+/* A string key in an object, kept by pointer while the table holds it. */
+typedef struct key_ref {
+  const char *s;
+  size_t len;
+} key_ref;
+
+static int compare_keys(const void *a, const void *b) {
+  const key_ref *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->s, y->s, n);
+  if (c != 0)
+    return c;
+  return (x->len > y->len) - (x->len < y->len);
+}
+
+static int encode_table(encoder *e, int idx, int depth) {
+  lua_State *L = e->L;
+  const void *self = lua_topointer(L, idx);
+  if (depth >= PFP_MAX_DEPTH)
+    return fail(e, depth, "table nested deeper than %d levels", PFP_MAX_DEPTH);
+  for (int d = 0; d < depth; d++)
+    if (e->steps[d].table == self)
+      return fail(e, depth, "table contains itself (a cycle)");
+  if (!lua_checkstack(L, 6))
+    return fail(e, depth, "Lua stack exhausted");
+  e->steps[depth].table = self;
+
+  int marked_array = 0;
+  if (lua_getmetatable(L, idx)) {
+    marked_array = lua_rawequal(L, -1, e->array_mt);
+    lua_pop(L, 1);
+  }
+
+  /* One pass to classify the keys; nothing is written yet. */
+  size_t n_int = 0, n_str = 0;
+  lua_Integer max_int = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    int kt = lua_type(L, -1);
+    if (kt == LUA_TSTRING) {
+      n_str++;
+    } else if (kt == LUA_TNUMBER && lua_isinteger(L, -1) &&
+               lua_tointeger(L, -1) >= 1) {
+      n_int++;
+      if (lua_tointeger(L, -1) > max_int)
+        max_int = lua_tointeger(L, -1);
+    } else {
+      const char *what =
+          kt == LUA_TNUMBER
+              ? (lua_isinteger(L, -1) ? "an integer key below 1"
+                                      : "a non-integer number key")
+              : lua_typename(L, kt);
+      lua_pop(L, 1);
+      if (kt == LUA_TNUMBER)
+        return fail(e, depth, "table has %s", what);
+      return fail(e, depth, "table key of type %s cannot be serialized",
+                  what);
+    }
+  }
+
+  int as_array;
+  if (n_int == 0 && n_str == 0) {
+    return pfp__buf_puts(e->out, marked_array ? "[]" : "{}");
+  } else if (n_str == 0 && (lua_Integer)n_int == max_int) {
+    as_array = 1;
+  } else if (n_int == 0 && !marked_array) {
+    as_array = 0;
+  } else if (marked_array && n_str > 0) {
+    return fail(e, depth, "array (pfp.array) has string keys");
+  } else if (n_str == 0) {
+    return fail(e, depth,
+                "table is a sparse array (%zu values, highest index %lld)",
+                n_int, (long long)max_int);
+  } else {
+    return fail(e, depth,
+                "table has mixed keys (%zu integer and %zu string keys)", n_int,
+                n_str);
+  }
+
+  if (as_array) {
+    if (pfp__buf_puts(e->out, "[") != 0)
+      return -1;
+    for (lua_Integer i = 1; i <= max_int; i++) {
+      if (i > 1 && pfp__buf_puts(e->out, ",") != 0)
+        return -1;
+      e->steps[depth].key = NULL;
+      e->steps[depth].index = i;
+      lua_rawgeti(L, idx, i);
+      int rc = encode_value(e, lua_gettop(L), depth + 1);
+      lua_pop(L, 1);
+      if (rc != 0)
+        return rc;
+    }
+    return pfp__buf_puts(e->out, "]");
+  }
+
+  /* Objects are written with sorted keys, so the same table always gives
+  ** the same text (Lua's traversal order changes from run to run). */
+  key_ref *keys = malloc(n_str * sizeof *keys);
+  if (keys == NULL)
+    return -1;
+  size_t k = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    keys[k].s = lua_tolstring(L, -1, &keys[k].len);
+    k++;
+  }
+  qsort(keys, n_str, sizeof *keys, compare_keys);
+  int rc = pfp__buf_puts(e->out, "{");
+  for (size_t i = 0; rc == 0 && i < n_str; i++) {
+    size_t bad_at = 0;
+    e->steps[depth].key = keys[i].s;
+    e->steps[depth].key_len = keys[i].len;
+    if (i > 0 && pfp__buf_puts(e->out, ",") != 0) {
+      rc = -1;
+      break;
+    }
+    rc = pfp__jw_string(e->out, keys[i].s, keys[i].len, 0, &bad_at);
+    if (rc == -2) {
+      rc = fail(e, depth + 1, "key is not valid UTF-8 (byte %zu)", bad_at + 1);
+      break;
+    }
+    if (rc == 0)
+      rc = pfp__buf_puts(e->out, ":");
+    if (rc == 0) {
+      lua_pushlstring(L, keys[i].s, keys[i].len);
+      lua_rawget(L, idx);
+      rc = encode_value(e, lua_gettop(L), depth + 1);
+      lua_pop(L, 1);
+    }
+  }
+  free(keys);
+  if (rc == 0)
+    rc = pfp__buf_puts(e->out, "}");
+  return rc;
+}
+
+static int encode_value(encoder *e, int idx, int depth) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return pfp__buf_puts(e->out, "null");
+  case LUA_TBOOLEAN:
+    return pfp__buf_puts(e->out, lua_toboolean(L, idx) ? "true" : "false");
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx))
+      return pfp__jw_integer(e->out, (long long)lua_tointeger(L, idx));
+    else {
+      double v = (double)lua_tonumber(L, idx);
+      int rc = pfp__jw_double(e->out, v);
+      if (rc == -2)
+        return fail(e, depth, "%s cannot be serialized",
+                    isnan(v) ? "NaN" : (v > 0 ? "inf" : "-inf"));
+      return rc;
+    }
+  case LUA_TSTRING: {
+    size_t len, bad_at = 0;
+    const char *s = lua_tolstring(L, idx, &len);
+    int rc = pfp__jw_string(e->out, s, len, 0, &bad_at);
+    if (rc == -2)
+      return fail(e, depth, "string is not valid UTF-8 (byte %zu)",
+                  bad_at + 1);
+    return rc;
+  }
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL)
+      return pfp__buf_puts(e->out, "null");
+    return fail(e, depth, "light userdata cannot be serialized");
+  case LUA_TTABLE:
+    return encode_table(e, idx, depth);
+  default:
+    return fail(e, depth, "%s cannot be serialized",
+                lua_typename(L, lua_type(L, idx)));
+  }
+}
+
+int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
+                     char **errmsg) {
+  encoder e = {0};
+  idx = lua_absindex(L, idx);
+  *errmsg = NULL;
+  e.L = L;
+  e.out = b;
+  e.root = root;
+  e.steps = malloc((PFP_MAX_DEPTH + 1) * sizeof *e.steps);
+  if (e.steps == NULL || !lua_checkstack(L, 2)) {
+    free(e.steps);
+    return -1;
+  }
+  luaL_getmetatable(L, PFP__ARRAY_MT);
+  e.array_mt = lua_gettop(L);
+  int rc = encode_value(&e, idx, 0);
+  lua_pop(L, 1);
+  free(e.steps);
+  if (rc == -2) {
+    if (e.errmsg == NULL)
+      return -1;
+    *errmsg = e.errmsg;
+  } else {
+    free(e.errmsg);
+  }
+  return rc < 0 ? rc : 0;
+}

@@ -1,0 +1,600 @@
+/*
+** exec.c — how calls run: one forked child per call, at most `jobs` at a
+** time, every pipe drained while children run, every child reaped.
+**
+** What runs is not decided here: jobs come one at a time from the caller's
+** `next` hook and finished records go back through `done`.
+**
+** Each child gets three pipes: a result pipe (frames, see wire.c), and its
+** stdout and stderr.  The host learns that a child has ended from a pidfd,
+** so it needs no SIGCHLD handler and never reaps a process it did not fork.
+** A child is finished when its process has exited: its result frames were
+** fully written before it could exit, so a non-blocking drain of the pipes
+** then collects everything, even while a background grandchild still holds
+** the stdout pipe open.  Each child leads its own process group, so a
+** timeout or an interrupt reaches everything it started, and leftovers are
+** killed once the child itself is gone.
+*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pfp_internal.h"
+
+#define READ_CHUNK 65536
+/* Chunks read from one descriptor per wake-up, so that one chatty child
+** cannot starve the others. */
+#define READS_PER_WAKE 16
+
+enum { FD_RESULT, FD_OUT, FD_ERR, FD_PID, FD_KINDS };
+
+typedef struct capture {
+  pfp__buf text;
+  size_t dropped;
+} capture;
+
+typedef struct slot {
+  int active;
+  pid_t pid;
+  int fd[FD_KINDS]; /* read ends of the pipes, and the pidfd */
+  double started;
+  double deadline;  /* when SIGTERM is due; INFINITY for none */
+  double kill_at;   /* when SIGKILL is due; INFINITY for none */
+  int timed_out;
+  int interrupted;
+  char *name;
+  size_t index;
+  pfp__frame_reader reader;
+  capture out, err;
+} slot;
+
+typedef struct exec_state {
+  lua_State *L;
+  int context;
+  const pfp__exec_opts *opts;
+  const pfp__exec_hooks *hooks;
+  slot *slots;
+  unsigned running;
+  int devnull;
+  int more_jobs;     /* the `next` hook may still have jobs */
+  int pending;       /* a job taken from `next` waits for resources */
+  char *pending_name;
+  size_t pending_index;
+  int stop_code;     /* first reason to stop, 0 while running normally */
+  char *errmsg;
+  char *chunk;       /* READ_CHUNK bytes */
+  struct pollfd *pfds;
+  int *pfd_slot;     /* which slot each pollfd belongs to (-1: wake fd) */
+} exec_state;
+
+static void set_error(exec_state *e, int code, char *msg) {
+  if (e->stop_code == 0) {
+    e->stop_code = code;
+    e->errmsg = msg;
+  } else {
+    free(msg);
+  }
+}
+
+/* ---- the child's side of fork ---------------------------------------- */
+
+/* Runs in the child between fork and the function.  Any failure here ends
+** the child with code 126, which the host reports as a crash. */
+static PFP__NORETURN void child_start(exec_state *e, slot *s,
+                                      const int result[2], const int out_pipe[2],
+                                      const int err_pipe[2]) {
+  int out_w = out_pipe[1], err_w = err_pipe[1];
+  setpgid(0, 0);
+  /* The host may ignore or catch signals; the function starts clean. */
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      sigaction(sig, &dfl, NULL);
+
+  /* Move the pipe ends above 2 first, so no dup2 below clobbers another
+  ** when the host runs with fd 0, 1 or 2 closed. */
+  int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
+  int out = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
+  int err = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
+  if (out < 0 || err < 0 || (in >= 0 && dup2(in, 0) < 0) ||
+      dup2(out, 1) < 0 || dup2(err, 2) < 0)
+    _exit(126);
+  if (in < 0)
+    close(0);
+
+  /* Nothing of the host's bookkeeping stays open in the child. */
+  for (unsigned i = 0; i < e->opts->jobs; i++) {
+    slot *o = &e->slots[i];
+    for (int k = 0; k < FD_KINDS; k++)
+      if (o->fd[k] >= 0)
+        close(o->fd[k]);
+  }
+  close(result[0]);
+  close(out_pipe[0]);
+  close(err_pipe[0]);
+  close(in);
+  close(out);
+  close(err);
+  close(out_w);
+  close(err_w);
+  if (e->devnull >= 0)
+    close(e->devnull);
+  if (e->opts->wake_fd >= 0)
+    close(e->opts->wake_fd);
+
+  sigset_t none;
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
+  int top = lua_gettop(e->L);
+  pfp__child_run(e->L, e->context, top - 1, top, s->name, result[1]);
+}
+
+/* ---- starting a job -------------------------------------------------- */
+
+static void capture_reset(capture *c) {
+  pfp__buf_free(&c->text);
+  c->dropped = 0;
+}
+
+static void slot_reset(slot *s) {
+  for (int k = 0; k < FD_KINDS; k++)
+    pfp__close(&s->fd[k]);
+  free(s->name);
+  pfp__frame_reader_free(&s->reader);
+  capture_reset(&s->out);
+  capture_reset(&s->err);
+  memset(s, 0, sizeof *s);
+  for (int k = 0; k < FD_KINDS; k++)
+    s->fd[k] = -1;
+}
+
+/* Errors that mean "not now": a later try, with fewer children running,
+** may succeed. */
+static int transient(int err) {
+  return err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOMEM;
+}
+
+/* Ends a job that could not be started with a crashed record. */
+static void fail_to_start(exec_state *e, char *name, size_t index,
+                          const char *what, int err) {
+  pfp_record *r = pfp__record_new();
+  if (r == NULL) {
+    free(name);
+    set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    return;
+  }
+  r->function_name = name;
+  r->index = index;
+  r->status = PFP_STATUS_CRASHED;
+  r->error = pfp__strdupf("could not start: %s: %s", what, strerror(err));
+  if (e->hooks->done(e->hooks->ud, r) != 0)
+    set_error(e, PFP_EABORT, pfp__strdup("stopped by the record callback"));
+}
+
+/* Forks the pending job (function and args on top of the Lua stack) into
+** slot s.  Returns 0 when started, 1 when it must wait for resources, -1
+** when it failed for good (a record says why). */
+static int fork_job(exec_state *e, slot *s) {
+  int result[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  const char *what = "pipe";
+  int saved;
+  if (pfp__pipe(result) != 0 || pfp__pipe(out) != 0 || pfp__pipe(err) != 0)
+    goto fail;
+
+  s->name = e->pending_name;
+  s->index = e->pending_index;
+  /* Whatever the host printed must not be printed again by the child. */
+  fflush(NULL);
+
+  /* Signals stay blocked across fork so that no handler of the host's runs
+  ** in the child before its dispositions are reset. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  s->started = pfp__now();
+  pid_t pid = fork();
+  if (pid == 0)
+    child_start(e, s, result, out, err);
+  saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0) {
+    s->name = NULL;
+    errno = saved;
+    what = "fork";
+    goto fail;
+  }
+  /* Both sides set the group, so kill(-pid) works whichever runs first. */
+  setpgid(pid, pid);
+  e->pending = 0;
+  e->pending_name = NULL;
+  lua_pop(e->L, 2);
+
+  s->active = 1;
+  s->pid = pid;
+  s->fd[FD_RESULT] = result[0];
+  s->fd[FD_OUT] = out[0];
+  s->fd[FD_ERR] = err[0];
+  s->fd[FD_PID] = pfp__pidfd_open(pid);
+  pfp__close(&result[1]);
+  pfp__close(&out[1]);
+  pfp__close(&err[1]);
+  s->deadline = e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
+  s->kill_at = INFINITY;
+  e->running++;
+  return 0;
+
+fail:
+  saved = errno;
+  pfp__close(&result[0]);
+  pfp__close(&result[1]);
+  pfp__close(&out[0]);
+  pfp__close(&out[1]);
+  pfp__close(&err[0]);
+  pfp__close(&err[1]);
+  if (transient(saved) && e->running > 0)
+    return 1; /* retried when a running child has finished */
+  lua_pop(e->L, 2);
+  e->pending = 0;
+  char *name = e->pending_name;
+  e->pending_name = NULL;
+  fail_to_start(e, name, e->pending_index, what, saved);
+  return -1;
+}
+
+/* Takes the next job from the hook if none is pending.  Returns 1 when a
+** job is pending, 0 when there is none. */
+static int take_job(exec_state *e) {
+  if (e->pending)
+    return 1;
+  if (!e->more_jobs || e->stop_code != 0)
+    return 0;
+  char *name = NULL;
+  size_t index = 0;
+  int rc = e->hooks->next(e->hooks->ud, e->L, &name, &index);
+  if (rc == 1) {
+    e->pending = 1;
+    e->pending_name = name;
+    e->pending_index = index;
+    return 1;
+  }
+  free(name);
+  e->more_jobs = 0;
+  if (rc < 0)
+    set_error(e, rc, NULL);
+  return 0;
+}
+
+static void start_jobs(exec_state *e) {
+  while (e->running < e->opts->jobs && e->stop_code == 0 && take_job(e)) {
+    slot *s = NULL;
+    for (unsigned i = 0; i < e->opts->jobs; i++)
+      if (!e->slots[i].active) {
+        s = &e->slots[i];
+        break;
+      }
+    if (fork_job(e, s) == 1)
+      break;
+  }
+}
+
+/* ---- reading --------------------------------------------------------- */
+
+static void capture_add(capture *c, const char *data, size_t len,
+                        size_t limit) {
+  size_t room = c->text.len < limit ? limit - c->text.len : 0;
+  size_t take = len < room ? len : room;
+  if (take > 0 && pfp__buf_append(&c->text, data, take) != 0)
+    take = 0; /* out of memory: count it as dropped */
+  c->dropped += len - take;
+}
+
+/* Reads what descriptor k of slot s has: at most READS_PER_WAKE chunks, or
+** with `all` (the child has exited) until the pipe is empty.  A pipe holds
+** at most 1 MiB unless enlarged, so DRAIN_CHUNKS bounds even a drain racing
+** a writer that escaped the process group. */
+#define DRAIN_CHUNKS 256
+static void read_fd(exec_state *e, slot *s, int k, int all) {
+  int most = all ? DRAIN_CHUNKS : READS_PER_WAKE;
+  for (int n = 0; s->fd[k] >= 0 && n < most; n++) {
+    ssize_t got = pfp__read_some(s->fd[k], e->chunk, READ_CHUNK);
+    if (got < 0 && errno == EAGAIN)
+      return;
+    if (got <= 0) {
+      pfp__close(&s->fd[k]); /* EOF, or an error that will not go away */
+      return;
+    }
+    if (k == FD_RESULT) {
+      if (pfp__frame_reader_feed(&s->reader, e->chunk, (size_t)got) != 0 &&
+          s->reader.protocol_error == NULL)
+        s->reader.protocol_error = pfp__strdup("out of memory in the host");
+    } else {
+      capture_add(k == FD_OUT ? &s->out : &s->err, e->chunk, (size_t)got,
+                  e->opts->output_limit);
+    }
+  }
+}
+
+/* ---- finishing a job ------------------------------------------------- */
+
+static char *capture_finish(capture *c, const char *stream, size_t *len) {
+  if (c->dropped > 0)
+    pfp__buf_printf(&c->text, "\n[pfp: %s truncated, %zu more bytes not "
+                              "captured]\n",
+                    stream, c->dropped);
+  return pfp__buf_steal(&c->text, len);
+}
+
+static const char *signal_text(int sig) {
+  const char *abbrev = sigabbrev_np(sig);
+  return abbrev ? abbrev : "unknown";
+}
+
+/* Decides the record's status from what the child delivered and how its
+** process ended. */
+static void judge(exec_state *e, slot *s, pfp_record *r, int wstatus,
+                  int reaped) {
+  pfp__frame_reader *rd = &s->reader;
+  if (reaped && WIFEXITED(wstatus))
+    r->exit_code = WEXITSTATUS(wstatus);
+  if (reaped && WIFSIGNALED(wstatus))
+    r->signal = WTERMSIG(wstatus);
+  if (rd->result != NULL && !pfp__frame_reader_partial(rd)) {
+    r->result_text = rd->result;
+    r->result_len = rd->result_len;
+    rd->result = NULL;
+  }
+
+  if (s->timed_out) {
+    r->status = PFP_STATUS_TIMEOUT;
+    r->error = pfp__strdupf("timed out after %g s%s", e->opts->timeout,
+                            r->signal == SIGKILL ? " (killed with SIGKILL "
+                                                   "after SIGTERM was ignored)"
+                                                 : "");
+  } else if (s->interrupted) {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdup("interrupted: the run was stopped");
+  } else if (rd->protocol_error != NULL) {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdupf("bad data on the result pipe: %s",
+                            rd->protocol_error);
+  } else if (!reaped) {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdup("exit status lost: the process was reaped by "
+                           "someone else");
+  } else if (WIFSIGNALED(wstatus)) {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdupf("killed by signal %d (SIG%s)%s", r->signal,
+                            signal_text(r->signal),
+                            pfp__frame_reader_partial(rd)
+                                ? " while writing its result"
+                                : "");
+  } else if (rd->error != NULL) {
+    r->status = PFP_STATUS_ERROR;
+    r->error = rd->error;
+    rd->error = NULL;
+  } else if (pfp__frame_reader_partial(rd)) {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdupf("exited with code %d in the middle of writing "
+                            "its result (%zu of %llu bytes)",
+                            r->exit_code, rd->payload.len,
+                            (unsigned long long)rd->want);
+  } else if (r->result_text != NULL && r->exit_code == 0) {
+    r->status = PFP_STATUS_OK;
+  } else if (r->result_text != NULL) {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdupf("exited with code %d after delivering its result",
+                            r->exit_code);
+  } else {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdupf("exited with code %d without delivering a result",
+                            r->exit_code);
+  }
+}
+
+static void finish(exec_state *e, slot *s) {
+  /* The child has exited but is not reaped, so its pid still names its
+  ** process group: anything it left behind is killed, never orphaned. */
+  kill(-s->pid, SIGKILL);
+  for (int k = FD_RESULT; k <= FD_ERR; k++)
+    read_fd(e, s, k, 1);
+  int wstatus = 0;
+  pid_t got = pfp__waitpid(s->pid, &wstatus, 0);
+  double ended = pfp__now();
+
+  pfp_record *r = pfp__record_new();
+  if (r == NULL) {
+    set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    e->running--;
+    slot_reset(s);
+    return;
+  }
+  r->index = s->index;
+  r->duration_ms = (ended - s->started) * 1000.0;
+  judge(e, s, r, wstatus, got == s->pid);
+  if (s->reader.name != NULL) {
+    r->function_name = s->reader.name;
+    s->reader.name = NULL;
+  } else {
+    r->function_name = s->name;
+    s->name = NULL;
+  }
+  r->out = capture_finish(&s->out, "stdout", &r->out_len);
+  r->err = capture_finish(&s->err, "stderr", &r->err_len);
+  e->running--;
+  slot_reset(s);
+  if (r->function_name == NULL || r->out == NULL || r->err == NULL) {
+    pfp__record_free(r);
+    set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    return;
+  }
+  if (e->hooks->done(e->hooks->ud, r) != 0)
+    set_error(e, PFP_EABORT, pfp__strdup("stopped by the record callback"));
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static void terminate_all(exec_state *e, double now) {
+  for (unsigned i = 0; i < e->opts->jobs; i++) {
+    slot *s = &e->slots[i];
+    if (s->active && !s->interrupted) {
+      s->interrupted = !s->timed_out;
+      if (s->kill_at == INFINITY) {
+        kill(-s->pid, SIGTERM);
+        s->kill_at = now + e->opts->kill_grace;
+      }
+      s->deadline = INFINITY;
+    }
+  }
+}
+
+static void check_timers(exec_state *e, double now) {
+  for (unsigned i = 0; i < e->opts->jobs; i++) {
+    slot *s = &e->slots[i];
+    if (!s->active)
+      continue;
+    if (now >= s->deadline) {
+      s->timed_out = 1;
+      s->deadline = INFINITY;
+      kill(-s->pid, SIGTERM);
+      s->kill_at = now + e->opts->kill_grace;
+    }
+    if (now >= s->kill_at) {
+      kill(-s->pid, SIGKILL);
+      s->kill_at = INFINITY;
+    }
+  }
+}
+
+/* Milliseconds until the next timer, or -1 for none. */
+static int poll_timeout(exec_state *e, double now) {
+  double next = INFINITY;
+  for (unsigned i = 0; i < e->opts->jobs; i++) {
+    slot *s = &e->slots[i];
+    if (s->active) {
+      if (s->deadline < next)
+        next = s->deadline;
+      if (s->kill_at < next)
+        next = s->kill_at;
+    }
+  }
+  if (next == INFINITY)
+    return -1;
+  double ms = ceil((next - now) * 1000.0);
+  return ms <= 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+}
+
+static int hard_stop(int code) { return code == PFP_EINTR || code == PFP_EABORT; }
+
+static void run_loop(exec_state *e) {
+  int stopping = 0;
+  for (;;) {
+    start_jobs(e);
+    if (e->stop_code != 0 && hard_stop(e->stop_code) && !stopping) {
+      stopping = 1;
+      terminate_all(e, pfp__now());
+    }
+    if (e->running == 0)
+      break;
+
+    nfds_t n = 0;
+    if (e->opts->wake_fd >= 0 && !stopping) {
+      e->pfds[n] = (struct pollfd){.fd = e->opts->wake_fd, .events = POLLIN};
+      e->pfd_slot[n++] = -1;
+    }
+    for (unsigned i = 0; i < e->opts->jobs; i++) {
+      slot *s = &e->slots[i];
+      if (!s->active)
+        continue;
+      for (int k = 0; k < FD_KINDS; k++) {
+        if (s->fd[k] < 0)
+          continue;
+        e->pfds[n] = (struct pollfd){.fd = s->fd[k], .events = POLLIN};
+        e->pfd_slot[n++] = (int)(i * FD_KINDS + (unsigned)k);
+      }
+    }
+    int rc = poll(e->pfds, n, poll_timeout(e, pfp__now()));
+    if (rc < 0 && errno != EINTR) {
+      set_error(e, PFP_ESYS, pfp__strdupf("poll: %s", strerror(errno)));
+      terminate_all(e, pfp__now());
+      stopping = 1;
+      continue;
+    }
+    for (nfds_t j = 0; rc > 0 && j < n; j++) {
+      if (e->pfds[j].revents == 0)
+        continue;
+      if (e->pfd_slot[j] < 0) {
+        char drain[64];
+        while (pfp__read_some(e->opts->wake_fd, drain, sizeof drain) > 0)
+          ;
+        set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
+        continue;
+      }
+      slot *s = &e->slots[e->pfd_slot[j] / FD_KINDS];
+      int k = e->pfd_slot[j] % FD_KINDS;
+      if (!s->active)
+        continue;
+      if (k == FD_PID) {
+        finish(e, s);
+        continue;
+      }
+      read_fd(e, s, k, 0);
+      /* Without a pidfd, the result pipe's end stands for the child's end:
+      ** only the child holds its write end (it is close-on-exec). */
+      if (k == FD_RESULT && s->fd[FD_RESULT] < 0 && s->fd[FD_PID] < 0)
+        finish(e, s);
+    }
+    check_timers(e, pfp__now());
+  }
+  if (e->pending) {
+    lua_pop(e->L, 2);
+    free(e->pending_name);
+    e->pending_name = NULL;
+    e->pending = 0;
+  }
+}
+
+int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
+              const pfp__exec_hooks *hooks, char **errmsg) {
+  exec_state e;
+  memset(&e, 0, sizeof e);
+  e.L = L;
+  e.context = lua_absindex(L, context);
+  e.opts = opts;
+  e.hooks = hooks;
+  e.more_jobs = 1;
+  e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  e.slots = calloc(opts->jobs, sizeof *e.slots);
+  e.chunk = malloc(READ_CHUNK);
+  e.pfds = calloc((size_t)opts->jobs * FD_KINDS + 1, sizeof *e.pfds);
+  e.pfd_slot = calloc((size_t)opts->jobs * FD_KINDS + 1, sizeof *e.pfd_slot);
+  if (e.slots == NULL || e.chunk == NULL || e.pfds == NULL ||
+      e.pfd_slot == NULL || !lua_checkstack(L, 8)) {
+    set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
+  } else {
+    for (unsigned i = 0; i < opts->jobs; i++)
+      for (int k = 0; k < FD_KINDS; k++)
+        e.slots[i].fd[k] = -1;
+    run_loop(&e);
+  }
+  if (e.slots)
+    for (unsigned i = 0; i < opts->jobs; i++)
+      slot_reset(&e.slots[i]);
+  pfp__close(&e.devnull);
+  free(e.slots);
+  free(e.chunk);
+  free(e.pfds);
+  free(e.pfd_slot);
+  *errmsg = e.errmsg;
+  return e.stop_code;
+}

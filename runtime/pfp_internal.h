@@ -1,0 +1,240 @@
+/*
+** pfp_internal.h — declarations shared between runtime files (pfp__ prefix).
+** Nothing here is part of the public API or exported from libpfp.so.
+*/
+#ifndef PFP_INTERNAL_H
+#define PFP_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "pfp.h"
+
+#define PFP__STR_(x) #x
+#define PFP__STR(x) PFP__STR_(x)
+
+#if defined(__GNUC__)
+#define PFP__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define PFP__NORETURN __attribute__((noreturn))
+#else
+#define PFP__PRINTF(f, a)
+#define PFP__NORETURN
+#endif
+
+/* ---- buf.c: a growable byte buffer ------------------------------------ */
+
+/* Always NUL-terminated after a successful append (data may be NULL while
+** empty).  Appends return 0, or -1 when memory runs out (the buffer is then
+** unchanged). */
+typedef struct pfp__buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} pfp__buf;
+
+void pfp__buf_free(pfp__buf *b);
+int pfp__buf_reserve(pfp__buf *b, size_t extra);
+int pfp__buf_append(pfp__buf *b, const void *data, size_t len);
+int pfp__buf_puts(pfp__buf *b, const char *s);
+int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) PFP__PRINTF(2, 3);
+/* Hands the bytes over (caller frees); the buffer is left empty.  Never
+** returns NULL: an empty buffer yields an allocated "". */
+char *pfp__buf_steal(pfp__buf *b, size_t *len);
+
+/* ---- sys.c: system calls wrapped once --------------------------------- */
+
+/* read/write retried on EINTR.  pfp__write_all loops over short writes and
+** returns 0 or -1 (errno set).  pfp__read_some returns bytes read, 0 at EOF,
+** -1 with errno (EAGAIN for an empty non-blocking pipe). */
+ssize_t pfp__read_some(int fd, void *buf, size_t len);
+int pfp__write_all(int fd, const void *buf, size_t len);
+/* A pipe whose both ends are close-on-exec; the read end is non-blocking. */
+int pfp__pipe(int fds[2]);
+int pfp__set_nonblock(int fd);
+/* close() that keeps errno and never retries (a retried close can close
+** someone else's descriptor). */
+void pfp__close(int *fd);
+/* waitpid retried on EINTR. */
+pid_t pfp__waitpid(pid_t pid, int *status, int flags);
+/* A pollable descriptor for the child pid, or -1 when the kernel has none
+** (then the caller falls back to the result pipe's end). */
+int pfp__pidfd_open(pid_t pid);
+/* Monotonic time in seconds. */
+double pfp__now(void);
+
+/* ---- jsonw.c: writing JSON text --------------------------------------- */
+
+/* Appends s as a JSON string.  strict: invalid UTF-8 is an error (returns
+** -2 and sets *bad_at to the offset of the first bad byte); lossy: bad bytes
+** become U+FFFD.  Returns 0, -1 on out of memory. */
+int pfp__jw_string(pfp__buf *b, const char *s, size_t len, int lossy,
+                   size_t *bad_at);
+/* Appends a float as the shortest text that reads back as the same double,
+** always with a '.' or an exponent so it stays a float.  Returns -2 for NaN
+** and infinities. */
+int pfp__jw_double(pfp__buf *b, double v);
+int pfp__jw_integer(pfp__buf *b, long long v);
+/* Appends a jansson value as compact JSON (numbers as above). */
+int pfp__jw_json(pfp__buf *b, const json_t *v);
+
+/* ---- convert.c: Lua <-> JSON ------------------------------------------ */
+
+/* Registry keys of the metatables pfp uses. */
+#define PFP__ARRAY_MT "pfp.array"
+#define PFP__RESULT_MT "pfp.Result"
+
+/* Pushes the JSON value as a Lua value: integers as integers, reals as
+** floats, arrays as tables marked with the array metatable, null as
+** pfp.null.  Returns 0, or -1 (nothing pushed) if the Lua stack cannot grow
+** or the value is nested deeper than PFP_MAX_DEPTH. */
+int pfp__push_json(lua_State *L, const json_t *v);
+
+/* Converts the Lua value at `idx` to JSON text appended to b.  `root` names
+** the value in error messages ("result").  Returns 0; -1 out of memory; -2
+** for a value that cannot be serialized, with a message such as
+** "result.items[3].cb: function cannot be serialized" in *errmsg (a new
+** string the caller frees). */
+int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
+                     char **errmsg);
+
+/* Checks a decoded JSON value's depth against PFP_MAX_DEPTH. */
+int pfp__json_depth_ok(const json_t *v);
+
+/* Parses JSON text that must be an object.  On failure returns NULL and
+** writes "NAME:LINE:COLUMN: reason" (or "NAME: reason") into *errmsg (new
+** string).  `name` names the source: a file or "argument 2". */
+json_t *pfp__parse_object(const char *text, size_t len, const char *name,
+                          char **errmsg);
+
+/* ---- wire.c: frames on the result pipe -------------------------------- */
+
+/* A frame is a type byte, a 64-bit little-endian length and the payload. */
+enum {
+  PFP__FRAME_NAME = 'N',   /* the Result's function_name (UTF-8) */
+  PFP__FRAME_RESULT = 'R', /* the result as JSON text */
+  PFP__FRAME_ERROR = 'E'   /* a Lua error message with traceback */
+};
+#define PFP__FRAME_HEADER 9
+#define PFP__FRAME_MAX ((uint64_t)1 << 40)
+
+int pfp__frame_write(int fd, int type, const void *payload, size_t len);
+
+/* The host's incremental reader: feed it bytes as they come. */
+typedef struct pfp__frame_reader {
+  unsigned char header[PFP__FRAME_HEADER];
+  size_t header_len;
+  uint64_t want;   /* payload bytes of the current frame */
+  pfp__buf payload;
+  int in_payload;
+  /* What has been delivered: */
+  char *name;
+  char *result;
+  size_t result_len;
+  char *error;
+  char *protocol_error; /* set once; the reader then ignores further bytes */
+} pfp__frame_reader;
+
+void pfp__frame_reader_free(pfp__frame_reader *r);
+/* Returns 0, or -1 when out of memory. */
+int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data, size_t len);
+/* True when a frame was begun and not completed. */
+int pfp__frame_reader_partial(const pfp__frame_reader *r);
+
+/* ---- record.c --------------------------------------------------------- */
+
+struct pfp_record {
+  char *function_name;
+  size_t index;
+  pfp_status status;
+  char *result_text; /* exact JSON text, or NULL */
+  size_t result_len;
+  json_t *result;    /* decoded lazily from result_text */
+  char *error;
+  int exit_code;
+  int signal;
+  double duration_ms;
+  char *out;
+  size_t out_len;
+  char *err;
+  size_t err_len;
+};
+
+pfp_record *pfp__record_new(void);
+void pfp__record_free(pfp_record *r);
+
+/* ---- child.c: what a forked child runs -------------------------------- */
+
+/* Runs the function at stack index `fn` with (q, context, args) and leaves
+** through _exit.  Never returns. */
+PFP__NORETURN void pfp__child_run(lua_State *L, int context, int fn, int args,
+                                  const char *name, int result_fd);
+
+/* The registered name of the call running in this child (NULL in the
+** host).  Owned by the Lua registry. */
+const char *pfp__current_name(lua_State *L);
+
+/* Installs the queue metatable and the module's shared metatables in L.
+** Used by luaopen_pfp. */
+void pfp__child_setup_queue(lua_State *L);
+
+/* ---- exec.c: how calls run (fork, pipes, reaping) --------------------- */
+
+typedef struct pfp__exec_opts {
+  unsigned jobs;
+  double timeout;     /* 0: none */
+  double kill_grace;
+  size_t output_limit;
+  int wake_fd;        /* read end of the interrupt pipe */
+} pfp__exec_opts;
+
+/* What to run comes from the caller: `next` pushes the function and its
+** args table on L (2 values) and stores the registered name (a new string
+** the executor frees) and 0-based index.  It returns 1, 0 when there are no
+** more jobs, or a negative PFP_E* code to stop.  `done` receives each
+** finished record (ownership passes) and returns 0, or non-zero to stop. */
+typedef struct pfp__exec_hooks {
+  int (*next)(void *ud, lua_State *L, char **name, size_t *index);
+  int (*done)(void *ud, pfp_record *record);
+  void *ud;
+} pfp__exec_hooks;
+
+/* Runs jobs until `next` has none left and every child is reaped.  The
+** context table is at stack index `context`.  Returns 0 or a negative
+** PFP_E* code with a message in *errmsg (new string). */
+int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
+              const pfp__exec_hooks *hooks, char **errmsg);
+
+/* ---- processor.c ------------------------------------------------------ */
+
+/* A processor that runs in a Lua state it does not own (the Lua module's
+** MultiProcessor): functions and args are given as Lua values. */
+pfp_processor *pfp__processor_attach(lua_State *L);
+/* Registers the function at stack index fn with the args table at index
+** args (both kept as registry references) under `name`. */
+int pfp__register_value(pfp_processor *p, int fn, int args, const char *name);
+/* Sets the context to the Lua table at stack index idx. */
+int pfp__set_context_value(pfp_processor *p, int idx);
+
+/* PFP_OK when `name` names a loaded function, else PFP_ENOFUNC with the
+** processor's message set. */
+int pfp__check_function(pfp_processor *p, const char *name);
+/* The names of the functions in the tables the loaded scripts returned,
+** sorted.  The caller frees each name and the array. */
+int pfp__exported_functions(pfp_processor *p, char ***names, size_t *count);
+
+/* Formats a message into a new string; NULL when out of memory. */
+char *pfp__strdupf(const char *fmt, ...) PFP__PRINTF(1, 2);
+char *pfp__strdup(const char *s);
+
+/* Creates the metatables pfp needs in L (array, Result, queue). */
+void pfp__setup_state(lua_State *L);
+
+/* The Lua module's entry point (also preloaded into processor states). */
+int luaopen_pfp(lua_State *L);
+
+#endif /* PFP_INTERNAL_H */

@@ -1,0 +1,624 @@
+/*
+** pfp_run.c — the pfp-run command: Lua scripts and JSON in, JSON records out.
+**
+**   pfp-run [OPTIONS] SCRIPT [FUNCTION[=ARGS_JSON] ...]
+**
+** Everything that can be checked before a child runs is checked first:
+** options, the script, the context, every FUNCTION=ARGS, and a jobs file
+** that is a regular file.  Exit status: 0 all records ok, 1 some record
+** not ok (or output could not be written), 2 bad usage or input, 128+N
+** after signal N.
+*/
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pfp_internal.h"
+
+enum { EXIT_ALL_OK = 0, EXIT_NOT_OK = 1, EXIT_USAGE = 2 };
+
+typedef struct run {
+  pfp_processor *p;
+  int jsonl;
+  /* JSON mode prints records in registration order: those that finish
+  ** early wait here as text, indexed by registration index. */
+  char **waiting;
+  size_t cap_waiting;
+  size_t next_to_print;
+  size_t printed;
+  int write_failed;
+  /* The jobs file, read as a stream. */
+  FILE *jobs;
+  const char *jobs_name;
+  size_t jobs_line;
+  char *line;
+  size_t line_cap;
+  char *fed_name;
+} run;
+
+static volatile sig_atomic_t got_signal;
+static pfp_processor *signal_target;
+
+static void on_signal(int sig) {
+  got_signal = sig;
+  pfp_interrupt(signal_target);
+}
+
+static void usage(FILE *to) {
+  fputs(
+      "usage: pfp-run [OPTIONS] SCRIPT [FUNCTION[=ARGS_JSON] ...]\n"
+      "\n"
+      "Runs Lua functions from SCRIPT in parallel, each in its own forked\n"
+      "process, and prints one JSON record per call.\n"
+      "\n"
+      "  FUNCTION[=ARGS_JSON]   one call of FUNCTION with ARGS_JSON (a JSON\n"
+      "                         object, {} when left out); names may repeat.\n"
+      "                         With none (and no --jobs-file), every function\n"
+      "                         in the table SCRIPT returns runs once.\n"
+      "\n"
+      "Options:\n"
+      "  -c, --context FILE     the context, a JSON object (- for stdin)\n"
+      "  -j, --jobs N           at most N functions at once (default: CPUs)\n"
+      "  -t, --timeout SECONDS  kill a function still running after SECONDS\n"
+      "      --kill-grace SECONDS  SIGTERM to SIGKILL delay (default 1)\n"
+      "      --output-limit BYTES  stdout/stderr kept per function (1 MiB)\n"
+      "      --format json|jsonl   one array in registration order (json,\n"
+      "                         default) or one record per line as each\n"
+      "                         completes (jsonl)\n"
+      "      --jobs-file FILE   more calls, one JSON object per line:\n"
+      "                         {\"function\": \"name\", \"args\": {...}}\n"
+      "                         (- for stdin), read as a stream\n"
+      "  -h, --help             show this help\n"
+      "      --version          show the version\n"
+      "\n"
+      "Exit status: 0 all records ok; 1 some record not ok; 2 usage or input\n"
+      "error (nothing was run); 128+N after signal N.\n",
+      to);
+}
+
+static int fail_usage(const char *fmt, ...) PFP__PRINTF(1, 2);
+static int fail_usage(const char *fmt, ...) {
+  va_list ap;
+  fputs("pfp-run: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs("\n", stderr);
+  return EXIT_USAGE;
+}
+
+/* ---- option values ---------------------------------------------------- */
+
+static int parse_seconds(const char *opt, const char *text, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v < 0)
+    return fail_usage("option %s: expected a number of seconds >= 0, got '%s'",
+                      opt, text);
+  *out = v;
+  return 0;
+}
+
+static int parse_count(const char *opt, const char *text, unsigned long min,
+                       unsigned long max, unsigned long *out) {
+  char *end;
+  errno = 0;
+  if (text[0] == '-' || text[0] == '\0')
+    goto bad;
+  unsigned long v = strtoul(text, &end, 10);
+  if (*end != '\0' || errno != 0 || v < min || v > max)
+    goto bad;
+  *out = v;
+  return 0;
+bad:
+  return fail_usage("option %s: expected an integer from %lu to %lu, got '%s'",
+                    opt, min, max, text);
+}
+
+/* Reads a whole file ("-" for stdin) into a new string. */
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (f == NULL)
+    return NULL;
+  pfp__buf b = {0};
+  char chunk[65536];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    if (pfp__buf_append(&b, chunk, n) != 0) {
+      errno = ENOMEM;
+      break;
+    }
+  int bad = ferror(f) || errno == ENOMEM;
+  int saved = errno;
+  if (f != stdin)
+    fclose(f);
+  if (bad) {
+    pfp__buf_free(&b);
+    errno = saved ? saved : EIO;
+    return NULL;
+  }
+  return pfp__buf_steal(&b, len);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void write_text(run *r, const char *text) {
+  if (r->write_failed)
+    return;
+  if (fputs(text, stdout) == EOF) {
+    r->write_failed = errno ? errno : EIO;
+  }
+}
+
+static void print_in_order(run *r, char *json) {
+  write_text(r, r->printed == 0 ? "[\n" : ",\n");
+  write_text(r, json);
+  r->printed++;
+  free(json);
+}
+
+static int on_record(void *ud, const pfp_record *rec) {
+  run *r = ud;
+  char *json = pfp_record_to_json(rec);
+  if (json == NULL) {
+    fputs("pfp-run: out of memory\n", stderr);
+    return 1;
+  }
+  if (r->jsonl) {
+    write_text(r, json);
+    write_text(r, "\n");
+    free(json);
+    if (!r->write_failed && fflush(stdout) != 0)
+      r->write_failed = errno ? errno : EIO;
+    return r->write_failed != 0;
+  }
+  size_t index = pfp_record_index(rec);
+  if (index >= r->cap_waiting) {
+    size_t cap = r->cap_waiting ? r->cap_waiting : 64;
+    while (cap <= index)
+      cap *= 2;
+    char **grown = realloc(r->waiting, cap * sizeof *grown);
+    if (grown == NULL) {
+      free(json);
+      fputs("pfp-run: out of memory\n", stderr);
+      return 1;
+    }
+    memset(grown + r->cap_waiting, 0, (cap - r->cap_waiting) * sizeof *grown);
+    r->waiting = grown;
+    r->cap_waiting = cap;
+  }
+  r->waiting[index] = json;
+  while (r->next_to_print < r->cap_waiting && r->waiting[r->next_to_print]) {
+    print_in_order(r, r->waiting[r->next_to_print]);
+    r->waiting[r->next_to_print++] = NULL;
+  }
+  return r->write_failed != 0;
+}
+
+/* Ends JSON mode's array.  After an interrupted run, records that finished
+** out of order are written too, in order, so nothing finished is lost. */
+static void finish_output(run *r) {
+  if (!r->jsonl) {
+    for (size_t i = r->next_to_print; i < r->cap_waiting; i++)
+      if (r->waiting[i]) {
+        print_in_order(r, r->waiting[i]);
+        r->waiting[i] = NULL;
+      }
+    write_text(r, r->printed == 0 ? "[]\n" : "\n]\n");
+  }
+  if (!r->write_failed && fflush(stdout) != 0)
+    r->write_failed = errno ? errno : EIO;
+}
+
+/* ---- the jobs file ------------------------------------------------------ */
+
+/* Parses one jobs-file line into a function name (pointing into a new
+** string in *name) and args.  Returns 0, 1 for a blank line, or -1 with a
+** message in *msg. */
+static int parse_job_line(run *r, const char *line, size_t len, char **name,
+                          json_t **args, char **msg) {
+  size_t i = 0;
+  while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' ||
+                     line[i] == '\n'))
+    i++;
+  if (i == len)
+    return 1;
+  json_error_t err;
+  json_t *job = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                           &err);
+  if (job == NULL) {
+    *msg = pfp__strdupf("%s:%zu:%d: invalid JSON: %s", r->jobs_name,
+                        r->jobs_line, err.column, err.text);
+    return -1;
+  }
+  const char *key;
+  json_t *value;
+  const char *problem = NULL;
+  json_t *fn = NULL, *a = NULL;
+  if (!json_is_object(job))
+    problem = "expected a JSON object {\"function\": ..., \"args\": {...}}";
+  else {
+    json_object_foreach(job, key, value) {
+      if (strcmp(key, "function") == 0)
+        fn = value;
+      else if (strcmp(key, "args") == 0)
+        a = value;
+      else {
+        *msg = pfp__strdupf("%s:%zu: unknown key '%s' (expected \"function\" "
+                            "and \"args\")",
+                            r->jobs_name, r->jobs_line, key);
+        json_decref(job);
+        return -1;
+      }
+    }
+    if (!json_is_string(fn) || json_string_length(fn) == 0)
+      problem = "\"function\" must be a non-empty string";
+    else if (a != NULL && !json_is_object(a))
+      problem = "\"args\" must be a JSON object";
+    else if (a != NULL && !pfp__json_depth_ok(a))
+      problem = "\"args\" is nested deeper than " PFP__STR(PFP_MAX_DEPTH)
+                " levels";
+  }
+  if (problem) {
+    *msg = pfp__strdupf("%s:%zu: %s", r->jobs_name, r->jobs_line, problem);
+    json_decref(job);
+    return -1;
+  }
+  *name = pfp__strdup(json_string_value(fn));
+  *args = a ? json_incref(a) : NULL;
+  json_decref(job);
+  return 0;
+}
+
+/* Reads the next job; returns 1, 0 at the end, -1 with *msg. */
+static int next_job(run *r, char **name, json_t **args, char **msg) {
+  for (;;) {
+    errno = 0;
+    ssize_t n = getline(&r->line, &r->line_cap, r->jobs);
+    if (n < 0) {
+      if (ferror(r->jobs)) {
+        *msg = pfp__strdupf("%s: read error: %s", r->jobs_name,
+                            strerror(errno ? errno : EIO));
+        return -1;
+      }
+      return 0;
+    }
+    r->jobs_line++;
+    int rc = parse_job_line(r, r->line, (size_t)n, name, args, msg);
+    if (rc != 1)
+      return rc == 0 ? 1 : -1;
+  }
+}
+
+static int feed(void *ud, const char **name, json_t **args) {
+  run *r = ud;
+  char *msg = NULL;
+  free(r->fed_name);
+  r->fed_name = NULL;
+  int rc = next_job(r, &r->fed_name, args, &msg);
+  if (rc < 0) {
+    pfp_feed_error(r->p, msg ? msg : "out of memory");
+    free(msg);
+    return -1;
+  }
+  if (rc == 1 && pfp__check_function(r->p, r->fed_name) != PFP_OK) {
+    msg = pfp__strdupf("%s:%zu: %s", r->jobs_name, r->jobs_line,
+                       pfp_errmsg(r->p));
+    json_decref(*args);
+    *args = NULL;
+    pfp_feed_error(r->p, msg ? msg : "out of memory");
+    free(msg);
+    return -1;
+  }
+  *name = r->fed_name;
+  return rc;
+}
+
+/* Checks every line of a jobs file that can be read twice, so a bad line
+** is reported before any child runs. */
+static int validate_jobs_file(run *r) {
+  char *name = NULL, *msg = NULL;
+  json_t *args = NULL;
+  int rc;
+  while ((rc = next_job(r, &name, &args, &msg)) == 1) {
+    json_decref(args);
+    if (pfp__check_function(r->p, name) != PFP_OK) {
+      fail_usage("%s:%zu: %s", r->jobs_name, r->jobs_line, pfp_errmsg(r->p));
+      free(name);
+      return -1;
+    }
+    free(name);
+  }
+  if (rc < 0) {
+    fail_usage("%s", msg ? msg : "out of memory");
+    free(msg);
+    return -1;
+  }
+  rewind(r->jobs);
+  r->jobs_line = 0;
+  return 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+enum { OPT_FORMAT = 256, OPT_JOBS_FILE, OPT_VERSION, OPT_KILL_GRACE,
+       OPT_OUTPUT_LIMIT };
+
+static const struct option long_options[] = {
+    {"context", required_argument, NULL, 'c'},
+    {"jobs", required_argument, NULL, 'j'},
+    {"timeout", required_argument, NULL, 't'},
+    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
+    {"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"jobs-file", required_argument, NULL, OPT_JOBS_FILE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct settings {
+  const char *context_file;
+  const char *jobs_file;
+  unsigned long jobs;
+  double timeout;
+  double kill_grace;
+  unsigned long output_limit;
+  int have_jobs, have_kill_grace, have_output_limit;
+  int jsonl;
+} settings;
+
+/* Returns -1 to go on, or an exit status. */
+static int parse_options(int argc, char **argv, settings *s) {
+  int c;
+  opterr = 0;
+  /* '+': options end at SCRIPT, so FUNCTION=ARGS is never taken apart. */
+  while ((c = getopt_long(argc, argv, "+:c:j:t:h", long_options, NULL)) !=
+         -1) {
+    switch (c) {
+    case 'c':
+      s->context_file = optarg;
+      break;
+    case 'j':
+      if (parse_count("--jobs", optarg, 1, 100000, &s->jobs) != 0)
+        return EXIT_USAGE;
+      s->have_jobs = 1;
+      break;
+    case 't':
+      if (parse_seconds("--timeout", optarg, &s->timeout) != 0)
+        return EXIT_USAGE;
+      break;
+    case OPT_KILL_GRACE:
+      if (parse_seconds("--kill-grace", optarg, &s->kill_grace) != 0)
+        return EXIT_USAGE;
+      s->have_kill_grace = 1;
+      break;
+    case OPT_OUTPUT_LIMIT:
+      if (parse_count("--output-limit", optarg, 0, 1UL << 40,
+                      &s->output_limit) != 0)
+        return EXIT_USAGE;
+      s->have_output_limit = 1;
+      break;
+    case OPT_FORMAT:
+      if (strcmp(optarg, "json") == 0)
+        s->jsonl = 0;
+      else if (strcmp(optarg, "jsonl") == 0)
+        s->jsonl = 1;
+      else
+        return fail_usage("option --format: expected json or jsonl, got '%s'",
+                          optarg);
+      break;
+    case OPT_JOBS_FILE:
+      s->jobs_file = optarg;
+      break;
+    case 'h':
+      usage(stdout);
+      return EXIT_ALL_OK;
+    case OPT_VERSION:
+      printf("pfp-run %s (%s, jansson %s)\n", PFP_VERSION, LUA_RELEASE,
+             JANSSON_VERSION);
+      return EXIT_ALL_OK;
+    case ':':
+      fail_usage("option %s needs a value", argv[optind - 1]);
+      fputs("Try 'pfp-run --help'.\n", stderr);
+      return EXIT_USAGE;
+    default:
+      fail_usage("unknown option '%s'", argv[optind - 1]);
+      fputs("Try 'pfp-run --help'.\n", stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind >= argc) {
+    fail_usage("missing SCRIPT");
+    fputs("Try 'pfp-run --help'.\n", stderr);
+    return EXIT_USAGE;
+  }
+  if (s->context_file && s->jobs_file && strcmp(s->context_file, "-") == 0 &&
+      strcmp(s->jobs_file, "-") == 0)
+    return fail_usage("--context and --jobs-file cannot both read stdin");
+  return -1;
+}
+
+/* Registers FUNCTION[=ARGS] arguments, or the script's exported functions
+** when there are none.  Returns -1 to go on, or an exit status. */
+static int register_calls(run *r, const char *script, int argc, char **argv,
+                          int first, int have_jobs_file) {
+  if (first >= argc && !have_jobs_file) {
+    char **names;
+    size_t n;
+    if (pfp__exported_functions(r->p, &names, &n) != PFP_OK)
+      return fail_usage("%s", pfp_errmsg(r->p));
+    for (size_t i = 0; i < n; i++) {
+      if (pfp_register(r->p, names[i], NULL) != PFP_OK)
+        fail_usage("%s", pfp_errmsg(r->p));
+      free(names[i]);
+    }
+    free(names);
+    if (n == 0)
+      return fail_usage("%s returns no table of functions: name the "
+                        "functions to run (pfp-run %s FUNCTION ...)",
+                        script, script);
+    return pfp_registration_count(r->p) == n ? -1 : EXIT_USAGE;
+  }
+  for (int i = first; i < argc; i++) {
+    char *arg = argv[i];
+    char *eq = strchr(arg, '=');
+    size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    char *name = strndup(arg, name_len);
+    if (name == NULL)
+      return fail_usage("out of memory");
+    json_t *args = NULL;
+    if (eq != NULL) {
+      char *msg = NULL;
+      char *where = pfp__strdupf("argument %d (%s)", i - first + 1, name);
+      args = pfp__parse_object(eq + 1, strlen(eq + 1), where ? where : name,
+                               &msg);
+      free(where);
+      if (args == NULL) {
+        fail_usage("%s", msg ? msg : "out of memory");
+        free(msg);
+        free(name);
+        return EXIT_USAGE;
+      }
+    }
+    int rc = pfp_register_json(r->p, name, args);
+    json_decref(args);
+    free(name);
+    if (rc != PFP_OK)
+      return fail_usage("argument %d: %s", i - first + 1, pfp_errmsg(r->p));
+  }
+  return -1;
+}
+
+static int open_jobs_file(run *r, const char *path) {
+  r->jobs_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+  if (strcmp(path, "-") == 0) {
+    r->jobs = stdin;
+    return -1;
+  }
+  struct stat st;
+  r->jobs = fopen(path, "r");
+  if (r->jobs == NULL)
+    return fail_usage("cannot open jobs file %s: %s", path, strerror(errno));
+  if (fstat(fileno(r->jobs), &st) == 0 && S_ISDIR(st.st_mode))
+    return fail_usage("cannot read jobs file %s: it is a directory", path);
+  if (fstat(fileno(r->jobs), &st) == 0 && S_ISREG(st.st_mode) &&
+      validate_jobs_file(r) != 0)
+    return EXIT_USAGE;
+  return -1;
+}
+
+static int install_signal_handlers(pfp_processor *p) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  signal_target = p;
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  /* A closed stdout is reported as a write error, and the children are
+  ** stopped, instead of pfp-run dying with them still running. */
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  settings s;
+  run r;
+  memset(&s, 0, sizeof s);
+  memset(&r, 0, sizeof r);
+  int status = parse_options(argc, argv, &s);
+  if (status >= 0)
+    return status;
+  const char *script = argv[optind];
+
+  r.p = pfp_processor_create();
+  if (r.p == NULL)
+    return fail_usage("%s", pfp_errmsg(NULL));
+  install_signal_handlers(r.p);
+  r.jsonl = s.jsonl;
+
+  if (pfp_load_file(r.p, script) != PFP_OK) {
+    status = fail_usage("%s", pfp_errmsg(r.p));
+    goto done;
+  }
+  if (s.context_file != NULL) {
+    size_t len;
+    char *text = read_file(s.context_file, &len);
+    const char *cname =
+        strcmp(s.context_file, "-") == 0 ? "<stdin>" : s.context_file;
+    if (text == NULL) {
+      status = fail_usage("cannot read context file %s: %s", cname,
+                          strerror(errno));
+      goto done;
+    }
+    if (strlen(text) != len) {
+      free(text);
+      status = fail_usage("%s: invalid JSON: contains a NUL byte", cname);
+      goto done;
+    }
+    int rc = pfp_set_context_json_named(r.p, text, cname);
+    free(text);
+    if (rc != PFP_OK) {
+      status = fail_usage("%s", pfp_errmsg(r.p));
+      goto done;
+    }
+  }
+  if (s.jobs_file != NULL && (status = open_jobs_file(&r, s.jobs_file)) >= 0)
+    goto done;
+  status = register_calls(&r, script, argc, argv, optind + 1,
+                          s.jobs_file != NULL);
+  if (status >= 0)
+    goto done;
+
+  if (s.have_jobs)
+    pfp_set_jobs(r.p, (unsigned)s.jobs);
+  pfp_set_timeout(r.p, s.timeout);
+  if (s.have_kill_grace)
+    pfp_set_kill_grace(r.p, s.kill_grace);
+  if (s.have_output_limit)
+    pfp_set_output_limit(r.p, (size_t)s.output_limit);
+  pfp_set_keep_records(r.p, 0);
+  pfp_set_on_record(r.p, on_record, &r);
+  if (r.jobs != NULL)
+    pfp_set_feed(r.p, feed, &r);
+
+  int rc = pfp_execute(r.p);
+  finish_output(&r);
+  if (r.write_failed) {
+    fprintf(stderr, "pfp-run: cannot write output: %s\n",
+            strerror(r.write_failed));
+    status = EXIT_NOT_OK;
+  } else if (got_signal != 0) {
+    status = 128 + got_signal;
+  } else if (rc == PFP_EFEED || rc == PFP_ENOFUNC) {
+    status = fail_usage("%s", pfp_errmsg(r.p));
+  } else if (rc < 0) {
+    fprintf(stderr, "pfp-run: %s\n", pfp_errmsg(r.p));
+    status = EXIT_NOT_OK;
+  } else {
+    status = rc == 0 ? EXIT_ALL_OK : EXIT_NOT_OK;
+  }
+
+done:
+  if (r.jobs != NULL && r.jobs != stdin)
+    fclose(r.jobs);
+  for (size_t i = 0; i < r.cap_waiting; i++)
+    free(r.waiting[i]);
+  free(r.waiting);
+  free(r.line);
+  free(r.fed_name);
+  signal_target = NULL;
+  pfp_processor_destroy(r.p);
+  return status;
+}

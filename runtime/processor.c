@@ -1,0 +1,774 @@
+/*
+** processor.c — the public processor handle: scripts, context,
+** registrations, options and records.  This file decides what runs; exec.c
+** decides how.
+*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "pfp_internal.h"
+
+/* Registry key of the list of tables returned by loaded scripts. */
+#define EXPORTS_KEY "pfp.exports"
+
+typedef struct registration {
+  char *name;
+  int fn_ref;   /* LUA_NOREF: look the function up by name */
+  int args_ref; /* LUA_NOREF: build args from args_json */
+  json_t *args_json;
+} registration;
+
+struct pfp_processor {
+  lua_State *L;
+  int owns_state;
+  int code;
+  char *msg;
+  int wake[2]; /* pfp_interrupt writes a byte; exec polls the read end */
+  int context_ref;
+
+  registration *regs;
+  size_t nregs, capregs;
+
+  unsigned jobs;
+  double timeout;
+  double kill_grace;
+  size_t output_limit;
+  pfp_record_fn on_record;
+  void *on_record_ud;
+  int keep_records;
+  pfp_feed_fn feed;
+  void *feed_ud;
+  char *feed_msg;
+
+  pfp_record **records; /* indexed by registration index while running */
+  size_t nrecords, caprecords;
+
+  int executing;
+  size_t not_ok;     /* records of the current run whose status is not ok */
+  size_t next_reg;   /* next registration to hand to exec */
+  size_t next_index; /* index of the next job */
+};
+
+static const char create_failed[] =
+    "pfp_processor_create: out of memory or no Lua state";
+
+/* ---- codes and messages ---------------------------------------------- */
+
+const char *pfp_strerror(int code) {
+  switch (code) {
+#define PFP__CODE_TEXT(name, value, text)                                    \
+  case PFP_##name:                                                           \
+    return text;
+    PFP_ERROR_MAP(PFP__CODE_TEXT)
+#undef PFP__CODE_TEXT
+  }
+  return "unknown error";
+}
+
+const char *pfp_status_name(pfp_status status) {
+  switch (status) {
+#define PFP__STATUS_TEXT(name, value, text)                                  \
+  case PFP_STATUS_##name:                                                    \
+    return text;
+    PFP_STATUS_MAP(PFP__STATUS_TEXT)
+#undef PFP__STATUS_TEXT
+  }
+  return NULL;
+}
+
+const char *pfp_version(void) { return PFP_VERSION; }
+
+/* Sets the processor's error; takes ownership of msg (NULL: the code's
+** description).  Returns code. */
+static int set_error(pfp_processor *p, int code, char *msg) {
+  free(p->msg);
+  p->code = code;
+  p->msg = msg ? msg : pfp__strdup(pfp_strerror(code));
+  return code;
+}
+
+static int errorf(pfp_processor *p, int code, const char *fmt, ...)
+    PFP__PRINTF(3, 4);
+static int errorf(pfp_processor *p, int code, const char *fmt, ...) {
+  pfp__buf b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  char text[1024];
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  pfp__buf_puts(&b, text);
+  return set_error(p, code, b.data);
+}
+
+static int ok(pfp_processor *p) {
+  free(p->msg);
+  p->msg = NULL;
+  p->code = PFP_OK;
+  return PFP_OK;
+}
+
+const char *pfp_errmsg(const pfp_processor *p) {
+  if (p == NULL)
+    return create_failed;
+  return p->msg ? p->msg : "";
+}
+
+int pfp_errcode(const pfp_processor *p) { return p ? p->code : PFP_ENOMEM; }
+
+/* ---- protected Lua calls --------------------------------------------- */
+
+/* Runs f(p, ...) under lua_pcall so that a Lua error (out of memory, a
+** script's error) becomes a return code instead of a panic.  The nargs
+** arguments already pushed follow p; nresults are left on the stack on
+** success. */
+static int pcall_with(pfp_processor *p, lua_CFunction f, int nargs,
+                      int nresults, int code, const char *what) {
+  lua_State *L = p->L;
+  if (!lua_checkstack(L, 4))
+    return set_error(p, PFP_ENOMEM, NULL);
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, p);
+  lua_rotate(L, -2 - nargs, 2);
+  if (lua_pcall(L, nargs + 1, nresults, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    int rc = errorf(p, code, "%s%s", what, msg ? msg : "(error object)");
+    lua_pop(L, 1);
+    return rc;
+  }
+  return PFP_OK;
+}
+
+/* ---- creating and destroying ----------------------------------------- */
+
+static int open_wake_pipe(pfp_processor *p) {
+  if (pfp__pipe(p->wake) != 0)
+    return -1;
+  /* A signal handler calling pfp_interrupt must never block. */
+  return pfp__set_nonblock(p->wake[1]);
+}
+
+static pfp_processor *processor_new(lua_State *L, int owns) {
+  pfp_processor *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return NULL;
+  p->L = L;
+  p->owns_state = owns;
+  p->wake[0] = p->wake[1] = -1;
+  p->context_ref = LUA_NOREF;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  p->jobs = cpus > 0 ? (unsigned)cpus : 1;
+  p->kill_grace = 1.0;
+  p->output_limit = 1 << 20;
+  p->keep_records = 1;
+  if (open_wake_pipe(p) != 0) {
+    pfp__close(&p->wake[0]);
+    pfp__close(&p->wake[1]);
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+static int open_state(lua_State *L) {
+  luaL_openlibs(L);
+  pfp__setup_state(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_pfp);
+  lua_setfield(L, -2, "pfp");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, EXPORTS_KEY);
+  return 0;
+}
+
+pfp_processor *pfp_processor_create(void) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL)
+    return NULL;
+  lua_pushcfunction(L, open_state);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_close(L);
+    return NULL;
+  }
+  pfp_processor *p = processor_new(L, 1);
+  if (p == NULL)
+    lua_close(L);
+  return p;
+}
+
+pfp_processor *pfp__processor_attach(lua_State *L) {
+  return processor_new(L, 0);
+}
+
+static void free_records(pfp_processor *p) {
+  for (size_t i = 0; i < p->nrecords; i++)
+    pfp__record_free(p->records[i]);
+  free(p->records);
+  p->records = NULL;
+  p->nrecords = p->caprecords = 0;
+}
+
+void pfp_clear(pfp_processor *p) {
+  if (p == NULL || p->executing)
+    return;
+  for (size_t i = 0; i < p->nregs; i++) {
+    registration *r = &p->regs[i];
+    free(r->name);
+    luaL_unref(p->L, LUA_REGISTRYINDEX, r->fn_ref);
+    luaL_unref(p->L, LUA_REGISTRYINDEX, r->args_ref);
+    json_decref(r->args_json);
+  }
+  free(p->regs);
+  p->regs = NULL;
+  p->nregs = p->capregs = 0;
+  free_records(p);
+}
+
+void pfp_processor_destroy(pfp_processor *p) {
+  if (p == NULL)
+    return;
+  pfp_clear(p);
+  luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
+  if (p->owns_state)
+    lua_close(p->L);
+  pfp__close(&p->wake[0]);
+  pfp__close(&p->wake[1]);
+  free(p->msg);
+  free(p->feed_msg);
+  free(p);
+}
+
+/* ---- scripts ---------------------------------------------------------- */
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL)
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Runs the chunk on top of the stack once; a table it returns joins the
+** exports, where functions are looked up by name. */
+static int run_chunk(pfp_processor *p) {
+  lua_State *L = p->L;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
+    int rc = errorf(p, PFP_ESCRIPT, "%s", lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return rc;
+  }
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, LUA_REGISTRYINDEX, EXPORTS_KEY);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  }
+  lua_pop(L, 2);
+  return ok(p);
+}
+
+int pfp_load_file(pfp_processor *p, const char *path) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  if (path == NULL)
+    return errorf(p, PFP_EINVAL, "pfp_load_file: path is NULL");
+  /* luaL_loadfile opens a directory without complaint on Linux and then
+  ** reports a read error; say what is wrong instead. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errorf(p, PFP_ESCRIPT, "cannot open %s: %s", path,
+                  strerror(errno));
+  char probe;
+  ssize_t n = pfp__read_some(fd, &probe, 1);
+  int read_errno = errno;
+  close(fd);
+  if (n < 0)
+    return errorf(p, PFP_ESCRIPT, "cannot read %s: %s", path,
+                  strerror(read_errno));
+  if (!lua_checkstack(p->L, 4))
+    return set_error(p, PFP_ENOMEM, NULL);
+  if (luaL_loadfile(p->L, path) != LUA_OK) {
+    int rc = errorf(p, PFP_ESCRIPT, "%s", lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+    return rc;
+  }
+  return run_chunk(p);
+}
+
+int pfp_load_string(pfp_processor *p, const char *chunkname,
+                    const char *source) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  if (source == NULL)
+    return errorf(p, PFP_EINVAL, "pfp_load_string: source is NULL");
+  if (!lua_checkstack(p->L, 4))
+    return set_error(p, PFP_ENOMEM, NULL);
+  if (luaL_loadbuffer(p->L, source, strlen(source),
+                      chunkname ? chunkname : "=string") != LUA_OK) {
+    int rc = errorf(p, PFP_ESCRIPT, "%s", lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+    return rc;
+  }
+  return run_chunk(p);
+}
+
+/* ---- looking functions up -------------------------------------------- */
+
+/* Pushes the function called `name` (exports newest first, then globals)
+** or nil.  Raises only on memory errors. */
+static void push_function(lua_State *L, const char *name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, EXPORTS_KEY);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i >= 1; i--) {
+      lua_rawgeti(L, -1, i);
+      lua_pushstring(L, name);
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TFUNCTION) {
+        lua_rotate(L, -3, 1);
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 2);
+    }
+  }
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushstring(L, name);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (lua_type(L, -1) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
+static int lookup_protected(lua_State *L) {
+  push_function(L, lua_tostring(L, 2));
+  return 1;
+}
+
+/* Checks that `name` names a loaded function; sets the error if not. */
+int pfp__check_function(pfp_processor *p, const char *name) {
+  if (name == NULL || name[0] == '\0')
+    return errorf(p, PFP_EINVAL, "function name is empty");
+  lua_pushstring(p->L, name);
+  int rc = pcall_with(p, lookup_protected, 1, 1, PFP_ENOMEM, "");
+  if (rc != PFP_OK)
+    return rc;
+  int found = lua_type(p->L, -1) == LUA_TFUNCTION;
+  lua_pop(p->L, 1);
+  if (!found)
+    return errorf(p, PFP_ENOFUNC,
+                  "unknown function '%s': no loaded script defines it (as a "
+                  "global or in the table it returns)",
+                  name);
+  return PFP_OK;
+}
+
+/* ---- context and registrations --------------------------------------- */
+
+static int push_json_protected(lua_State *L) {
+  if (pfp__push_json(L, lua_touserdata(L, 2)) != 0)
+    return luaL_error(L, "value nested deeper than %d levels", PFP_MAX_DEPTH);
+  return 1;
+}
+
+int pfp_set_context(pfp_processor *p, json_t *context) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  if (context != NULL && !json_is_object(context))
+    return errorf(p, PFP_EJSON, "context: expected a JSON object");
+  if (context != NULL && !pfp__json_depth_ok(context))
+    return errorf(p, PFP_EJSON, "context: nested deeper than %d levels",
+                  PFP_MAX_DEPTH);
+  if (context == NULL) {
+    luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
+    p->context_ref = LUA_NOREF;
+    return ok(p);
+  }
+  /* Built into a Lua table once, here in the host: every child inherits
+  ** it through fork. */
+  lua_pushlightuserdata(p->L, context);
+  int rc = pcall_with(p, push_json_protected, 1, 1, PFP_ENOMEM, "context: ");
+  if (rc != PFP_OK)
+    return rc;
+  luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
+  p->context_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  return ok(p);
+}
+
+int pfp_set_context_json_named(pfp_processor *p, const char *json_text,
+                               const char *source_name) {
+  char *msg = NULL;
+  if (json_text == NULL)
+    return errorf(p, PFP_EINVAL, "context JSON text is NULL");
+  json_t *v = pfp__parse_object(json_text, strlen(json_text),
+                                source_name ? source_name : "context", &msg);
+  if (v == NULL)
+    return set_error(p, PFP_EJSON, msg);
+  int rc = pfp_set_context(p, v);
+  json_decref(v);
+  return rc;
+}
+
+int pfp_set_context_json(pfp_processor *p, const char *json_text) {
+  return pfp_set_context_json_named(p, json_text, NULL);
+}
+
+int pfp__set_context_value(pfp_processor *p, int idx) {
+  lua_pushvalue(p->L, idx);
+  luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
+  p->context_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  return ok(p);
+}
+
+static registration *new_registration(pfp_processor *p, const char *name) {
+  if (p->nregs == p->capregs) {
+    size_t cap = p->capregs ? p->capregs * 2 : 16;
+    registration *regs = realloc(p->regs, cap * sizeof *regs);
+    if (regs == NULL)
+      return NULL;
+    p->regs = regs;
+    p->capregs = cap;
+  }
+  char *copy = pfp__strdup(name);
+  if (copy == NULL)
+    return NULL;
+  registration *r = &p->regs[p->nregs++];
+  r->name = copy;
+  r->fn_ref = LUA_NOREF;
+  r->args_ref = LUA_NOREF;
+  r->args_json = NULL;
+  return r;
+}
+
+int pfp_register_json(pfp_processor *p, const char *name, json_t *args) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  if (args != NULL && !json_is_object(args))
+    return errorf(p, PFP_EJSON, "args of '%s': expected a JSON object",
+                  name ? name : "");
+  if (args != NULL && !pfp__json_depth_ok(args))
+    return errorf(p, PFP_EJSON, "args of '%s': nested deeper than %d levels",
+                  name ? name : "", PFP_MAX_DEPTH);
+  int rc = pfp__check_function(p, name);
+  if (rc != PFP_OK)
+    return rc;
+  registration *r = new_registration(p, name);
+  if (r == NULL)
+    return set_error(p, PFP_ENOMEM, NULL);
+  r->args_json = args ? json_incref(args) : NULL;
+  return ok(p);
+}
+
+int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
+  if (args_json == NULL)
+    return pfp_register_json(p, name, NULL);
+  char *msg = NULL;
+  char *what = pfp__strdupf("args of '%s'", name ? name : "");
+  if (what == NULL)
+    return set_error(p, PFP_ENOMEM, NULL);
+  json_t *v = pfp__parse_object(args_json, strlen(args_json), what, &msg);
+  free(what);
+  if (v == NULL)
+    return set_error(p, PFP_EJSON, msg);
+  int rc = pfp_register_json(p, name, v);
+  json_decref(v);
+  return rc;
+}
+
+int pfp__register_value(pfp_processor *p, int fn, int args, const char *name) {
+  fn = lua_absindex(p->L, fn);
+  args = lua_absindex(p->L, args);
+  registration *r = new_registration(p, name);
+  if (r == NULL)
+    return set_error(p, PFP_ENOMEM, NULL);
+  lua_pushvalue(p->L, fn);
+  r->fn_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  lua_pushvalue(p->L, args);
+  r->args_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  return ok(p);
+}
+
+size_t pfp_registration_count(const pfp_processor *p) { return p->nregs; }
+
+/* ---- options ----------------------------------------------------------- */
+
+int pfp_set_jobs(pfp_processor *p, unsigned jobs) {
+  if (jobs < 1)
+    return errorf(p, PFP_EINVAL, "jobs must be at least 1");
+  p->jobs = jobs;
+  return ok(p);
+}
+
+int pfp_set_timeout(pfp_processor *p, double seconds) {
+  if (!(seconds >= 0) || isinf(seconds))
+    return errorf(p, PFP_EINVAL,
+                  "timeout must be a finite number of seconds >= 0");
+  p->timeout = seconds;
+  return ok(p);
+}
+
+int pfp_set_kill_grace(pfp_processor *p, double seconds) {
+  if (!(seconds >= 0) || isinf(seconds))
+    return errorf(p, PFP_EINVAL,
+                  "kill grace must be a finite number of seconds >= 0");
+  p->kill_grace = seconds;
+  return ok(p);
+}
+
+int pfp_set_output_limit(pfp_processor *p, size_t bytes) {
+  p->output_limit = bytes;
+  return ok(p);
+}
+
+int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn, void *userdata) {
+  p->on_record = fn;
+  p->on_record_ud = userdata;
+  return ok(p);
+}
+
+int pfp_set_keep_records(pfp_processor *p, int keep) {
+  p->keep_records = keep != 0;
+  return ok(p);
+}
+
+int pfp_set_feed(pfp_processor *p, pfp_feed_fn fn, void *userdata) {
+  p->feed = fn;
+  p->feed_ud = userdata;
+  return ok(p);
+}
+
+void pfp_feed_error(pfp_processor *p, const char *message) {
+  free(p->feed_msg);
+  p->feed_msg = pfp__strdup(message ? message : "job feed failed");
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+/* Pushes the function and args of registration (or fed job) r. */
+static int push_job_protected(lua_State *L) {
+  registration *r = lua_touserdata(L, 2);
+  if (r->fn_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+  else
+    push_function(L, r->name);
+  if (r->args_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->args_ref);
+  else if (r->args_json != NULL) {
+    if (pfp__push_json(L, r->args_json) != 0)
+      return luaL_error(L, "args nested deeper than %d levels", PFP_MAX_DEPTH);
+  } else
+    lua_newtable(L);
+  return 2;
+}
+
+static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
+  pfp_processor *p = ud;
+  registration fed = {0};
+  registration *r;
+  (void)L;
+  if (p->next_reg < p->nregs) {
+    r = &p->regs[p->next_reg++];
+  } else if (p->feed != NULL) {
+    const char *fed_name = NULL;
+    json_t *args = NULL;
+    free(p->feed_msg);
+    p->feed_msg = NULL;
+    int rc = p->feed(p->feed_ud, &fed_name, &args);
+    if (rc == 0)
+      return 0;
+    if (rc < 0) {
+      json_decref(args);
+      char *msg = p->feed_msg;
+      p->feed_msg = NULL;
+      set_error(p, PFP_EFEED, msg);
+      return PFP_EFEED;
+    }
+    if (args != NULL && (!json_is_object(args) || !pfp__json_depth_ok(args))) {
+      json_decref(args);
+      errorf(p, PFP_EFEED, "job feed: args of '%s' must be a JSON object "
+             "nested at most %d levels", fed_name ? fed_name : "",
+             PFP_MAX_DEPTH);
+      return PFP_EFEED;
+    }
+    if (pfp__check_function(p, fed_name) != PFP_OK) {
+      json_decref(args);
+      return p->code;
+    }
+    fed.name = (char *)fed_name;
+    fed.fn_ref = LUA_NOREF;
+    fed.args_ref = LUA_NOREF;
+    fed.args_json = args;
+    r = &fed;
+  } else {
+    return 0;
+  }
+  *name = pfp__strdup(r->name);
+  lua_pushlightuserdata(p->L, r);
+  int rc = *name ? pcall_with(p, push_job_protected, 1, 2, PFP_ENOMEM, "")
+                 : set_error(p, PFP_ENOMEM, NULL);
+  json_decref(fed.args_json);
+  if (rc != PFP_OK) {
+    free(*name);
+    *name = NULL;
+    return rc;
+  }
+  *index = p->next_index++;
+  return 1;
+}
+
+static int exec_done(void *ud, pfp_record *rec) {
+  pfp_processor *p = ud;
+  int stop = 0;
+  p->not_ok += rec->status != PFP_STATUS_OK;
+  if (p->keep_records) {
+    if (rec->index >= p->caprecords) {
+      size_t cap = p->caprecords ? p->caprecords : 16;
+      while (cap <= rec->index)
+        cap *= 2;
+      pfp_record **records = realloc(p->records, cap * sizeof *records);
+      if (records == NULL) {
+        pfp__record_free(rec);
+        return 1;
+      }
+      memset(records + p->caprecords, 0,
+             (cap - p->caprecords) * sizeof *records);
+      p->records = records;
+      p->caprecords = cap;
+    }
+    p->records[rec->index] = rec;
+    if (rec->index >= p->nrecords)
+      p->nrecords = rec->index + 1;
+  }
+  if (p->on_record != NULL)
+    stop = p->on_record(p->on_record_ud, rec) != 0;
+  if (!p->keep_records)
+    pfp__record_free(rec);
+  return stop;
+}
+
+int pfp_execute(pfp_processor *p) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  lua_State *L = p->L;
+  free_records(p);
+  if (!lua_checkstack(L, 8))
+    return set_error(p, PFP_ENOMEM, NULL);
+  p->executing = 1;
+  p->next_reg = 0;
+  p->next_index = 0;
+  p->not_ok = 0;
+  ok(p);
+
+  if (p->context_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->context_ref);
+  else
+    lua_newtable(L);
+  pfp__exec_opts opts = {p->jobs, p->timeout, p->kill_grace, p->output_limit,
+                         p->wake[0]};
+  pfp__exec_hooks hooks = {exec_next, exec_done, p};
+  char *msg = NULL;
+  int top = lua_gettop(L);
+  int rc = pfp__exec(L, top, &opts, &hooks, &msg);
+  lua_settop(L, top - 1);
+  p->executing = 0;
+
+  /* Records of jobs that never ran (an interrupted run) leave holes. */
+  size_t kept = 0;
+  for (size_t i = 0; i < p->nrecords; i++)
+    if (p->records[i] != NULL)
+      p->records[kept++] = p->records[i];
+  p->nrecords = kept;
+
+  if (rc != 0) {
+    /* A hook's failure already set the processor's message. */
+    if (msg != NULL || p->code == PFP_OK)
+      set_error(p, rc, msg);
+    else
+      free(msg);
+    return rc;
+  }
+  ok(p);
+  return p->not_ok > INT32_MAX ? INT32_MAX : (int)p->not_ok;
+}
+
+void pfp_interrupt(pfp_processor *p) {
+  if (p != NULL && p->wake[1] >= 0) {
+    int saved = errno;
+    char byte = 1;
+    /* A full pipe already holds a wake-up: the failure is harmless. */
+    (void)!write(p->wake[1], &byte, 1);
+    errno = saved;
+  }
+}
+
+size_t pfp_record_count(const pfp_processor *p) { return p->nrecords; }
+
+const pfp_record *pfp_record_at(const pfp_processor *p, size_t i) {
+  return i < p->nrecords ? p->records[i] : NULL;
+}
+
+static int compare_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int exports_protected(lua_State *L) {
+  lua_newtable(L); /* set of names */
+  lua_getfield(L, LUA_REGISTRYINDEX, EXPORTS_KEY);
+  for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+    lua_rawgeti(L, -1, i);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      int is_fn = lua_type(L, -1) == LUA_TFUNCTION;
+      lua_pop(L, 1);
+      if (is_fn && lua_type(L, -1) == LUA_TSTRING) {
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -6);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+int pfp__exported_functions(pfp_processor *p, char ***names, size_t *count) {
+  *names = NULL;
+  *count = 0;
+  int top = lua_gettop(p->L);
+  int rc = pcall_with(p, exports_protected, 0, 1, PFP_ENOMEM, "");
+  if (rc != PFP_OK)
+    return rc;
+  size_t n = 0, cap = 0;
+  char **list = NULL;
+  lua_pushnil(p->L);
+  while (lua_next(p->L, -2) != 0) {
+    lua_pop(p->L, 1);
+    if (n == cap) {
+      cap = cap ? cap * 2 : 8;
+      char **grown = realloc(list, cap * sizeof *list);
+      if (grown == NULL)
+        break;
+      list = grown;
+    }
+    if ((list[n] = pfp__strdup(lua_tostring(p->L, -1))) != NULL)
+      n++;
+  }
+  lua_settop(p->L, top);
+  if (n > 0)
+    qsort(list, n, sizeof *list, compare_names);
+  *names = list;
+  *count = n;
+  return PFP_OK;
+}

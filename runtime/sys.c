@@ -1,0 +1,90 @@
+/*
+** sys.c — every system call pfp makes more than once, wrapped here once:
+** EINTR retried, short reads and writes handled, close never retried.
+*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pfp_internal.h"
+
+ssize_t pfp__read_some(int fd, void *buf, size_t len) {
+  ssize_t n;
+  do
+    n = read(fd, buf, len);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+int pfp__write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int pfp__set_nonblock(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    return -1;
+  return 0;
+}
+
+int pfp__pipe(int fds[2]) {
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return -1;
+  if (pfp__set_nonblock(fds[0]) != 0) {
+    pfp__close(&fds[0]);
+    pfp__close(&fds[1]);
+    return -1;
+  }
+  return 0;
+}
+
+void pfp__close(int *fd) {
+  if (*fd >= 0) {
+    int saved = errno;
+    close(*fd);
+    errno = saved;
+    *fd = -1;
+  }
+}
+
+pid_t pfp__waitpid(pid_t pid, int *status, int flags) {
+  pid_t r;
+  do
+    r = waitpid(pid, status, flags);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+int pfp__pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd >= 0) {
+    /* pidfds are close-on-exec already; nothing else to set. */
+    return fd;
+  }
+#else
+  (void)pid;
+#endif
+  return -1;
+}
+
+double pfp__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

@@ -1,0 +1,110 @@
+/*
+** wire.c — the frames a child writes on its result pipe.
+**
+** A frame is one type byte, the payload length as 8 bytes little-endian,
+** then the payload.  The host knows a result is complete only when its
+** whole frame has arrived: a child that dies mid-write leaves a partial
+** frame, which is reported as a crash, never parsed as a broken result.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "pfp_internal.h"
+
+int pfp__frame_write(int fd, int type, const void *payload, size_t len) {
+  unsigned char header[PFP__FRAME_HEADER];
+  header[0] = (unsigned char)type;
+  for (int i = 0; i < 8; i++)
+    header[1 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+  if (pfp__write_all(fd, header, sizeof header) != 0)
+    return -1;
+  return pfp__write_all(fd, payload, len);
+}
+
+void pfp__frame_reader_free(pfp__frame_reader *r) {
+  pfp__buf_free(&r->payload);
+  free(r->name);
+  free(r->result);
+  free(r->error);
+  free(r->protocol_error);
+  memset(r, 0, sizeof *r);
+}
+
+static int protocol_error(pfp__frame_reader *r, char *msg) {
+  r->protocol_error = msg;
+  pfp__buf_free(&r->payload);
+  return msg ? 0 : -1;
+}
+
+/* Takes the completed payload into the slot its type names. */
+static int frame_complete(pfp__frame_reader *r) {
+  int type = r->header[0];
+  size_t len;
+  char *data = pfp__buf_steal(&r->payload, &len);
+  if (data == NULL)
+    return -1;
+  char **slot = type == PFP__FRAME_NAME     ? &r->name
+                : type == PFP__FRAME_RESULT ? &r->result
+                                            : &r->error;
+  if (*slot != NULL) {
+    free(data);
+    return protocol_error(r, pfp__strdupf("duplicate '%c' frame", type));
+  }
+  *slot = data;
+  if (type == PFP__FRAME_RESULT)
+    r->result_len = len;
+  r->in_payload = 0;
+  r->header_len = 0;
+  return 0;
+}
+
+int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
+                           size_t len) {
+  while (len > 0 && r->protocol_error == NULL) {
+    if (!r->in_payload) {
+      size_t take = PFP__FRAME_HEADER - r->header_len;
+      if (take > len)
+        take = len;
+      memcpy(r->header + r->header_len, data, take);
+      r->header_len += take;
+      data += take;
+      len -= take;
+      if (r->header_len < PFP__FRAME_HEADER)
+        break;
+      int type = r->header[0];
+      uint64_t want = 0;
+      for (int i = 0; i < 8; i++)
+        want |= (uint64_t)r->header[1 + i] << (8 * i);
+      if (type != PFP__FRAME_NAME && type != PFP__FRAME_RESULT &&
+          type != PFP__FRAME_ERROR)
+        return protocol_error(
+            r, pfp__strdupf("unknown frame type 0x%02x on the result pipe",
+                            type));
+      if (want > PFP__FRAME_MAX || want >= SIZE_MAX)
+        return protocol_error(
+            r, pfp__strdupf("frame of %llu bytes is larger than allowed",
+                            (unsigned long long)want));
+      r->want = want;
+      r->in_payload = 1;
+      if (want == 0 && frame_complete(r) != 0)
+        return -1;
+      continue;
+    }
+    size_t take = r->want - r->payload.len;
+    if (take > len)
+      take = len;
+    /* Grow with the data that actually arrives, never by the declared
+    ** length: a garbage header must not allocate terabytes. */
+    if (pfp__buf_append(&r->payload, data, take) != 0)
+      return -1;
+    data += take;
+    len -= take;
+    if (r->payload.len == r->want && frame_complete(r) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+int pfp__frame_reader_partial(const pfp__frame_reader *r) {
+  return r->protocol_error == NULL && (r->header_len > 0 || r->in_payload);
+}

@@ -1,0 +1,60 @@
+#!/bin/sh
+# Runs every suite (busted specs, then the C tests) and ends with one line:
+# "N passed, N failed" over all of them.  Exits non-zero on any failure.
+# Called by `make test` with BUILD, LUA and BUSTED set.
+set -u
+BUILD=${BUILD:-build}
+LUA=${LUA:-lua5.4}
+BUSTED=${BUSTED:-/usr/bin/busted}
+top=$(pwd)
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+export PFP_BUILD="$top/$BUILD"
+export PFP_RUN="$top/$BUILD/pfp-run"
+export LUA_CPATH="$top/$BUILD/?.so;;"
+export LUA_PATH="$top/spec/?.lua;;"
+if [ "${SANITIZE:-}" = 1 ]; then
+  # lua5.4 itself is not instrumented: load the ASan runtime first.
+  asan_lib=$(${CC:-cc} -print-file-name=libasan.so)
+  export LD_PRELOAD="$asan_lib"
+  export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0"
+fi
+
+passed=0
+failed=0
+status=0
+
+count() { # file -> sets p and f from TAP lines
+  p=$(grep -c '^ok ' "$1" || true)
+  f=$(grep -c '^not ok ' "$1" || true)
+}
+
+echo "== busted specs"
+"$LUA" "$BUSTED" --output=TAP spec/lua >"$log/busted" 2>&1
+rc=$?
+cat "$log/busted"
+count "$log/busted"
+passed=$((passed + p)); failed=$((failed + f))
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+  echo "busted exited with $rc"; failed=$((failed + 1))
+fi
+[ "$rc" -eq 0 ] || status=1
+
+echo "== C tests"
+if [ "${SANITIZE:-}" = 1 ]; then
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+  unset LD_PRELOAD
+fi
+"$top/$BUILD/test_api" >"$log/c" 2>&1
+rc=$?
+cat "$log/c"
+count "$log/c"
+passed=$((passed + p)); failed=$((failed + f))
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+  echo "test_api exited with $rc"; failed=$((failed + 1))
+fi
+[ "$rc" -eq 0 ] || status=1
+
+echo "$passed passed, $failed failed"
+exit $status
