@@ -32,7 +32,7 @@ static PFP__NORETURN void host_gone(void) { _exit(125); }
 /* Raises msg as an error located at the Lua code that called the C
 ** function (luaL_error would point at the C function itself). */
 static int caller_error(lua_State *L, const char *msg) {
-  luaL_where(L, 2);
+  luaL_where(L, 1);
   lua_pushstring(L, msg);
   lua_concat(L, 2);
   return lua_error(L);

@@ -1,0 +1,3 @@
+/* placeholder replaced below */
+#include <stdio.h>
+int main(void) { puts("ok 1 - placeholder"); return 0; }
