@@ -496,8 +496,23 @@ static int poll_timeout(exec_state *e, double now) {
 
 static int hard_stop(int code) { return code == PFP_EINTR || code == PFP_EABORT; }
 
+/* Empties the interrupt pipe; returns whether it held a request. */
+static int take_interrupt(exec_state *e) {
+  char drain[64];
+  int any = 0;
+  if (e->opts->wake_fd < 0)
+    return 0;
+  while (pfp__read_some(e->opts->wake_fd, drain, sizeof drain) > 0)
+    any = 1;
+  return any;
+}
+
 static void run_loop(exec_state *e) {
   int stopping = 0;
+  /* An interrupt that came while nothing ran stops this run before it
+  ** starts anything. */
+  if (take_interrupt(e))
+    set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
   for (;;) {
     start_jobs(e);
     if (e->stop_code != 0 && hard_stop(e->stop_code) && !stopping) {
@@ -534,10 +549,8 @@ static void run_loop(exec_state *e) {
       if (e->pfds[j].revents == 0)
         continue;
       if (e->pfd_slot[j] < 0) {
-        char drain[64];
-        while (pfp__read_some(e->opts->wake_fd, drain, sizeof drain) > 0)
-          ;
-        set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
+        if (take_interrupt(e))
+          set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
         continue;
       }
       slot *s = &e->slots[e->pfd_slot[j] / FD_KINDS];
@@ -556,6 +569,8 @@ static void run_loop(exec_state *e) {
     }
     check_timers(e, pfp__now());
   }
+  /* Requests made during this run were for this run. */
+  take_interrupt(e);
   if (e->pending) {
     lua_pop(e->L, 2);
     free(e->pending_name);

@@ -1,3 +1,538 @@
-/* placeholder replaced below */
+/*
+** test_api.c — tests of the C embedding API, written the way an embedding
+** program uses it.  Prints TAP ("ok N - name" / "not ok N - name"); the
+** exit status is non-zero when any test failed.
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
-int main(void) { puts("ok 1 - placeholder"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pfp.h"
+
+static int tests_run, tests_failed, current_failed;
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      printf("#   %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
+      current_failed = 1;                                                    \
+      goto out;                                                              \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_RC(p, call)                                                    \
+  do {                                                                       \
+    int rc_ = (call);                                                        \
+    if (rc_ != PFP_OK) {                                                     \
+      printf("#   %s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call,   \
+             rc_, pfp_errmsg(p));                                            \
+      current_failed = 1;                                                    \
+      goto out;                                                              \
+    }                                                                        \
+  } while (0)
+
+typedef void (*test_fn)(void);
+
+static void run_test(const char *name, test_fn fn) {
+  current_failed = 0;
+  fflush(stdout);
+  fn();
+  tests_run++;
+  if (current_failed)
+    tests_failed++;
+  printf("%s %d - %s\n", current_failed ? "not ok" : "ok", tests_run, name);
+  fflush(stdout);
+}
+
+static const char *SCRIPT =
+    "local pfp = require 'pfp'\n"
+    "function add(q, context, args)\n"
+    "  local r = pfp.Result()\n"
+    "  r.result.sum = (context.base or 0) + args.a + args.b\n"
+    "  q:put(r)\n"
+    "end\n"
+    "function echo(q, context, args) return args end\n"
+    "function fails(q) error('boom') end\n"
+    "function forever(q) while true do end end\n"
+    "function leaves(q) os.exit(7) end\n"
+    "function chatty(q) print('to stdout'); io.stderr:write('to stderr\\n'); "
+    "return 1 end\n"
+    "function big_int(q) return math.maxinteger end\n"
+    "return { exported = function(q) return 'from the table' end }\n";
+
+static pfp_processor *new_loaded(void) {
+  pfp_processor *p = pfp_processor_create();
+  if (p && pfp_load_string(p, "=test", SCRIPT) != PFP_OK) {
+    printf("#   loading the test script failed: %s\n", pfp_errmsg(p));
+    pfp_processor_destroy(p);
+    return NULL;
+  }
+  return p;
+}
+
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  if (d == NULL)
+    return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* True when this process has no child left to reap (none running either). */
+static int no_children_left(void) {
+  return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void test_names_and_codes(void) {
+  CHECK(strcmp(pfp_status_name(PFP_STATUS_OK), "ok") == 0);
+  CHECK(strcmp(pfp_status_name(PFP_STATUS_ERROR), "error") == 0);
+  CHECK(strcmp(pfp_status_name(PFP_STATUS_TIMEOUT), "timeout") == 0);
+  CHECK(strcmp(pfp_status_name(PFP_STATUS_CRASHED), "crashed") == 0);
+  CHECK(pfp_status_name((pfp_status)42) == NULL);
+  CHECK(strcmp(pfp_strerror(PFP_ENOFUNC), "unknown function") == 0);
+  CHECK(strcmp(pfp_strerror(12345), "unknown error") == 0);
+  CHECK(strcmp(pfp_version(), PFP_VERSION) == 0);
+  pfp_processor_destroy(NULL); /* a no-op */
+  CHECK(strlen(pfp_errmsg(NULL)) > 0);
+out:;
+}
+
+static void test_runs_and_decodes(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_set_context_json(p, "{\"base\": 100}"));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 10, \"b\": 20}"));
+  CHECK(pfp_registration_count(p) == 2);
+  CHECK(pfp_execute(p) == 0);
+  CHECK(pfp_record_count(p) == 2);
+  const pfp_record *r0 = pfp_record_at(p, 0), *r1 = pfp_record_at(p, 1);
+  CHECK(pfp_record_at(p, 2) == NULL);
+  CHECK(pfp_record_status(r0) == PFP_STATUS_OK);
+  CHECK(strcmp(pfp_record_function_name(r0), "add") == 0);
+  CHECK(pfp_record_index(r0) == 0 && pfp_record_index(r1) == 1);
+  CHECK(json_integer_value(json_object_get(pfp_record_result(r0), "sum")) ==
+        103);
+  CHECK(json_integer_value(json_object_get(pfp_record_result(r1), "sum")) ==
+        130);
+  CHECK(pfp_record_error(r0) == NULL);
+  CHECK(pfp_record_exit_code(r0) == 0 && pfp_record_signal(r0) == 0);
+  CHECK(pfp_record_duration_ms(r0) > 0);
+  size_t len;
+  const char *text = pfp_record_result_text(r1, &len);
+  CHECK(text != NULL && len == strlen("{\"sum\":130}") &&
+        memcmp(text, "{\"sum\":130}", len) == 0);
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_exported_and_global_functions(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "exported", NULL));
+  CHECK(pfp_execute(p) == 0);
+  CHECK(strcmp(json_string_value(pfp_record_result(pfp_record_at(p, 0))),
+               "from the table") == 0);
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_exact_integers(void) {
+  pfp_processor *p = new_loaded();
+  json_t *args = NULL;
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "big_int", NULL));
+  args = json_pack("{s:I,s:f,s:f}", "min", (json_int_t)INT64_MIN, "tenth",
+                   0.1, "one", 1.0);
+  CHECK_RC(p, pfp_register_json(p, "echo", args));
+  CHECK(pfp_execute(p) == 0);
+  CHECK(json_integer_value(pfp_record_result(pfp_record_at(p, 0))) ==
+        INT64_MAX);
+  const json_t *echoed = pfp_record_result(pfp_record_at(p, 1));
+  CHECK(json_integer_value(json_object_get(echoed, "min")) == INT64_MIN);
+  CHECK(json_is_real(json_object_get(echoed, "tenth")));
+  CHECK(json_real_value(json_object_get(echoed, "tenth")) == 0.1);
+  CHECK(json_is_real(json_object_get(echoed, "one")));
+  const char *text = pfp_record_result_text(pfp_record_at(p, 1), NULL);
+  CHECK(strstr(text, "\"one\":1.0") != NULL);
+  CHECK(strstr(text, "\"tenth\":0.1") != NULL);
+out:
+  json_decref(args);
+  pfp_processor_destroy(p);
+}
+
+static void test_every_status(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_set_timeout(p, 0.3));
+  CHECK_RC(p, pfp_set_jobs(p, 4));
+  CHECK_RC(p, pfp_register(p, "fails", NULL));
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "leaves", NULL));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK(pfp_execute(p) == 3);
+  const pfp_record *e = pfp_record_at(p, 0), *t = pfp_record_at(p, 1),
+                   *c = pfp_record_at(p, 2), *ok = pfp_record_at(p, 3);
+  CHECK(pfp_record_status(e) == PFP_STATUS_ERROR);
+  CHECK(strstr(pfp_record_error(e), "test:3: boom") != NULL ||
+        strstr(pfp_record_error(e), "boom") != NULL);
+  CHECK(strstr(pfp_record_error(e), "stack traceback") != NULL);
+  CHECK(pfp_record_status(t) == PFP_STATUS_TIMEOUT);
+  CHECK(pfp_record_signal(t) == SIGTERM);
+  CHECK(pfp_record_status(c) == PFP_STATUS_CRASHED);
+  CHECK(pfp_record_exit_code(c) == 7);
+  CHECK(json_is_null(pfp_record_result(c)));
+  CHECK(pfp_record_status(ok) == PFP_STATUS_OK);
+  CHECK(no_children_left());
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_captured_output_and_silence(void) {
+  /* The library prints nothing of its own: everything the functions write
+  ** is captured into records, so fds 1 and 2 stay untouched. */
+  char path[] = "/tmp/pfp-test-XXXXXX";
+  int fd = mkstemp(path);
+  int saved_out = dup(1), saved_err = dup(2);
+  pfp_processor *p = new_loaded();
+  fflush(stdout);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  int rc = -100;
+  if (p) {
+    pfp_register(p, "chatty", NULL);
+    pfp_register(p, "fails", NULL);
+    pfp_register(p, "leaves", NULL);
+    rc = pfp_execute(p);
+  }
+  fflush(stdout);
+  dup2(saved_out, 1);
+  dup2(saved_err, 2);
+  close(saved_out);
+  close(saved_err);
+  off_t written = lseek(fd, 0, SEEK_END);
+  close(fd);
+  unlink(path);
+  CHECK(p != NULL);
+  CHECK(rc == 2);
+  CHECK(written == 0);
+  size_t len;
+  CHECK(strcmp(pfp_record_stdout(pfp_record_at(p, 0), &len), "to stdout\n") ==
+        0);
+  CHECK(len == 10);
+  CHECK(strcmp(pfp_record_stderr(pfp_record_at(p, 0), NULL), "to stderr\n") ==
+        0);
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_bad_input_errors(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK(pfp_register(p, "nope", NULL) == PFP_ENOFUNC);
+  CHECK(pfp_errcode(p) == PFP_ENOFUNC);
+  CHECK(strstr(pfp_errmsg(p), "nope") != NULL);
+  CHECK(pfp_register(p, "add", "{\"a\": 1,\n \"b\": }") == PFP_EJSON);
+  CHECK(strstr(pfp_errmsg(p), ":2:") != NULL);
+  CHECK(pfp_register(p, "add", "[1, 2]") == PFP_EJSON);
+  CHECK(strstr(pfp_errmsg(p), "object") != NULL);
+  CHECK(pfp_set_context_json(p, "{\"a\": 99999999999999999999}") == PFP_EJSON);
+  CHECK(strstr(pfp_errmsg(p), "context:1:") != NULL);
+  CHECK(pfp_set_context_json_named(p, "{\"a\" 1}", "ctx.json") == PFP_EJSON);
+  CHECK(strstr(pfp_errmsg(p), "ctx.json:1:") != NULL);
+  CHECK(pfp_load_string(p, "@broken.lua", "function f(\n  x y\nend") ==
+        PFP_ESCRIPT);
+  CHECK(strstr(pfp_errmsg(p), "broken.lua:2:") != NULL);
+  CHECK(pfp_load_file(p, "/nonexistent/script.lua") == PFP_ESCRIPT);
+  CHECK(strstr(pfp_errmsg(p), "/nonexistent/script.lua") != NULL);
+  CHECK(pfp_load_file(p, "/tmp") == PFP_ESCRIPT);
+  CHECK(pfp_load_string(p, "=raises", "error('at load time')") == PFP_ESCRIPT);
+  CHECK(strstr(pfp_errmsg(p), "at load time") != NULL);
+  CHECK(pfp_set_jobs(p, 0) == PFP_EINVAL);
+  CHECK(pfp_set_timeout(p, -1) == PFP_EINVAL);
+  CHECK(pfp_set_timeout(p, NAN) == PFP_EINVAL);
+  CHECK(pfp_set_timeout(p, INFINITY) == PFP_EINVAL);
+  CHECK(pfp_set_kill_grace(p, -0.5) == PFP_EINVAL);
+  /* None of the failures registered anything. */
+  CHECK(pfp_registration_count(p) == 0);
+  CHECK(pfp_execute(p) == 0 && pfp_record_count(p) == 0);
+out:
+  pfp_processor_destroy(p);
+}
+
+typedef struct seen {
+  int count;
+  size_t order[64];
+  int stop_after;
+  pfp_processor *interrupt;
+} seen;
+
+static int remember(void *ud, const pfp_record *r) {
+  seen *s = ud;
+  if (s->count < 64)
+    s->order[s->count] = pfp_record_index(r);
+  s->count++;
+  if (s->interrupt)
+    pfp_interrupt(s->interrupt);
+  return s->stop_after > 0 && s->count >= s->stop_after;
+}
+
+static void test_callback_and_unkept_records(void) {
+  pfp_processor *p = new_loaded();
+  seen s = {0};
+  CHECK(p != NULL);
+  for (int i = 0; i < 10; i++)
+    CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_set_on_record(p, remember, &s));
+  CHECK_RC(p, pfp_set_keep_records(p, 0));
+  CHECK(pfp_execute(p) == 0);
+  CHECK(s.count == 10);
+  CHECK(pfp_record_count(p) == 0);
+  int seen_index[10] = {0};
+  for (int i = 0; i < 10; i++)
+    seen_index[s.order[i]]++;
+  for (int i = 0; i < 10; i++)
+    CHECK(seen_index[i] == 1);
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_callback_stops_the_run(void) {
+  pfp_processor *p = new_loaded();
+  seen s = {0};
+  s.stop_after = 1;
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_set_jobs(p, 3));
+  CHECK_RC(p, pfp_set_kill_grace(p, 0.2));
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_set_on_record(p, remember, &s));
+  CHECK(pfp_execute(p) == PFP_EABORT);
+  CHECK(pfp_errcode(p) == PFP_EABORT);
+  /* The fast call finished; the two endless ones were killed; the last
+  ** never started. */
+  CHECK(pfp_record_count(p) == 3);
+  CHECK(pfp_record_status(pfp_record_at(p, 0)) == PFP_STATUS_CRASHED);
+  CHECK(strstr(pfp_record_error(pfp_record_at(p, 0)), "interrupted") != NULL);
+  CHECK(pfp_record_status(pfp_record_at(p, 2)) == PFP_STATUS_OK);
+  CHECK(no_children_left());
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_interrupt(void) {
+  pfp_processor *p = new_loaded();
+  seen s = {0};
+  CHECK(p != NULL);
+  s.interrupt = p;
+  CHECK_RC(p, pfp_set_jobs(p, 3));
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_set_on_record(p, remember, &s));
+  CHECK(pfp_execute(p) == PFP_EINTR);
+  CHECK(pfp_record_count(p) == 3);
+  CHECK(pfp_record_status(pfp_record_at(p, 2)) == PFP_STATUS_OK);
+  CHECK(pfp_record_signal(pfp_record_at(p, 0)) == SIGTERM);
+  CHECK(no_children_left());
+  /* An interrupt while nothing runs stops the next run at once. */
+  pfp_set_on_record(p, NULL, NULL);
+  pfp_interrupt(p);
+  CHECK(pfp_execute(p) == PFP_EINTR);
+  CHECK(pfp_record_count(p) == 0);
+  /* And the run after that is normal again. */
+  pfp_clear(p);
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK(pfp_execute(p) == 0);
+out:
+  pfp_processor_destroy(p);
+}
+
+typedef struct feed_state {
+  int next, total, fail_at;
+  pfp_processor *p;
+} feed_state;
+
+static int feed_jobs(void *ud, const char **name, json_t **args) {
+  feed_state *f = ud;
+  if (f->fail_at > 0 && f->next == f->fail_at) {
+    pfp_feed_error(f->p, "feed broke at job 5");
+    return -1;
+  }
+  if (f->next >= f->total)
+    return 0;
+  *name = "add";
+  *args = json_pack("{s:i,s:i}", "a", f->next, "b", 0);
+  f->next++;
+  return 1;
+}
+
+static void test_feed(void) {
+  pfp_processor *p = new_loaded();
+  feed_state f = {0, 50, 0, NULL};
+  CHECK(p != NULL);
+  f.p = p;
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": -1, \"b\": 0}"));
+  CHECK_RC(p, pfp_set_feed(p, feed_jobs, &f));
+  CHECK_RC(p, pfp_set_jobs(p, 3));
+  CHECK(pfp_execute(p) == 0);
+  CHECK(pfp_record_count(p) == 51);
+  for (size_t i = 0; i < 51; i++) {
+    const pfp_record *r = pfp_record_at(p, i);
+    CHECK(pfp_record_index(r) == i);
+    CHECK(json_integer_value(json_object_get(pfp_record_result(r), "sum")) ==
+          (json_int_t)i - 1);
+  }
+  /* A failing feed stops the run with its message. */
+  f.next = 0;
+  f.fail_at = 5;
+  CHECK(pfp_execute(p) == PFP_EFEED);
+  CHECK(strcmp(pfp_errmsg(p), "feed broke at job 5") == 0);
+  CHECK(pfp_record_count(p) == 6);
+  CHECK(no_children_left());
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_record_to_json(void) {
+  pfp_processor *p = new_loaded();
+  char *text = NULL;
+  json_t *v = NULL;
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "chatty", NULL));
+  CHECK(pfp_execute(p) == 0);
+  text = pfp_record_to_json(pfp_record_at(p, 0));
+  CHECK(text != NULL);
+  json_error_t err;
+  v = json_loads(text, 0, &err);
+  CHECK(v != NULL);
+  CHECK(strcmp(json_string_value(json_object_get(v, "function_name")),
+               "chatty") == 0);
+  CHECK(strcmp(json_string_value(json_object_get(v, "status")), "ok") == 0);
+  CHECK(json_integer_value(json_object_get(v, "result")) == 1);
+  CHECK(json_integer_value(json_object_get(v, "index")) == 0);
+  CHECK(json_is_null(json_object_get(v, "error")));
+  CHECK(strcmp(json_string_value(json_object_get(v, "stdout")),
+               "to stdout\n") == 0);
+  CHECK(json_is_real(json_object_get(v, "duration_ms")));
+out:
+  json_decref(v);
+  pfp_free(text);
+  pfp_processor_destroy(p);
+}
+
+static void test_no_leaked_fds_or_zombies_over_runs(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  int before = count_fds();
+  CHECK_RC(p, pfp_set_timeout(p, 0.2));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_register(p, "fails", NULL));
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "leaves", NULL));
+  for (int round = 0; round < 3; round++) {
+    CHECK(pfp_execute(p) == 3);
+    CHECK(pfp_record_count(p) == 4);
+    CHECK(count_fds() == before);
+    CHECK(no_children_left());
+  }
+out:
+  pfp_processor_destroy(p);
+}
+
+static void test_leaves_other_children_alone(void) {
+  /* The embedding program's own child must still be its own to reap. */
+  int gate[2] = {-1, -1};
+  pid_t mine = -1;
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK(pipe(gate) == 0);
+  mine = fork();
+  CHECK(mine >= 0);
+  if (mine == 0) {
+    char c;
+    close(gate[1]);
+    _exit(read(gate[0], &c, 1) == 0 ? 42 : 1);
+  }
+  close(gate[0]);
+  gate[0] = -1;
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_register(p, "leaves", NULL));
+  CHECK(pfp_execute(p) == 1);
+  CHECK(waitpid(mine, NULL, WNOHANG) == 0); /* still running, still ours */
+  close(gate[1]);
+  gate[1] = -1;
+  int status;
+  CHECK(waitpid(mine, &status, 0) == mine);
+  mine = -1;
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+out:
+  if (gate[0] >= 0)
+    close(gate[0]);
+  if (gate[1] >= 0)
+    close(gate[1]);
+  if (mine > 0)
+    waitpid(mine, NULL, 0);
+  pfp_processor_destroy(p);
+}
+
+static void test_two_processors(void) {
+  pfp_processor *a = new_loaded(), *b = new_loaded();
+  CHECK(a != NULL && b != NULL);
+  CHECK_RC(a, pfp_register(a, "add", "{\"a\": 1, \"b\": 2}"));
+  CHECK_RC(b, pfp_register(b, "add", "{\"a\": 3, \"b\": 4}"));
+  CHECK(pfp_execute(a) == 0);
+  CHECK(pfp_execute(b) == 0);
+  CHECK(json_integer_value(json_object_get(
+            pfp_record_result(pfp_record_at(a, 0)), "sum")) == 3);
+  CHECK(json_integer_value(json_object_get(
+            pfp_record_result(pfp_record_at(b, 0)), "sum")) == 7);
+out:
+  pfp_processor_destroy(a);
+  pfp_processor_destroy(b);
+}
+
+int main(void) {
+  run_test("status names and return codes", test_names_and_codes);
+  run_test("runs registrations and decodes results", test_runs_and_decodes);
+  run_test("finds functions in the returned table and among globals",
+           test_exported_and_global_functions);
+  run_test("integers and floats cross the pipe exactly", test_exact_integers);
+  run_test("every status: error, timeout, crashed, ok", test_every_status);
+  run_test("captures the functions' output and prints nothing itself",
+           test_captured_output_and_silence);
+  run_test("bad input gets a code and a message naming the place",
+           test_bad_input_errors);
+  run_test("record callback sees every record once; records need not be "
+           "kept",
+           test_callback_and_unkept_records);
+  run_test("a record callback can stop the run", test_callback_stops_the_run);
+  run_test("pfp_interrupt stops a run and leaves nothing running",
+           test_interrupt);
+  run_test("a job feed supplies registrations lazily", test_feed);
+  run_test("a record as JSON text", test_record_to_json);
+  run_test("no leaked descriptors or zombies over repeated runs",
+           test_no_leaked_fds_or_zombies_over_runs);
+  run_test("never reaps the embedding program's own children",
+           test_leaves_other_children_alone);
+  run_test("two processors in one program", test_two_processors);
+  printf("1..%d\n", tests_run);
+  return tests_failed == 0 ? 0 : 1;
+}
