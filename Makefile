@@ -9,6 +9,8 @@ LUA_PKG   ?= lua5.4
 LUA       ?= lua5.4
 BUSTED    ?= /usr/bin/busted
 
+VERSION   := $(shell sed -n 's/^\#define PFP_VERSION "\(.*\)"/\1/p' include/pfp.h)
+
 DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PKG) jansson)
 LUA_LIBS    := $(shell $(PKG_CONFIG) --libs $(LUA_PKG))
 JANSSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson)
@@ -32,7 +34,7 @@ ENGINE_OBJ := $(ENGINE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 HEADERS    := include/pfp.h runtime/pfp_internal.h
 
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
-            $(BUILD)/pfp.so $(BUILD)/pfp.pc
+            $(BUILD)/pfp.so
 C_TESTS  := $(BUILD)/test_api
 
 .PHONY: all help test test-lua test-c example asan install uninstall clean
@@ -40,11 +42,11 @@ C_TESTS  := $(BUILD)/test_api
 all: $(PROGRAMS)
 
 help:
-	@echo "make              build pfp-run, libpfp.a/.so, the Lua module pfp.so, pfp.pc"
+	@echo "make              build pfp-run, libpfp.a, libpfp.so and the Lua module pfp.so"
 	@echo "make test         build everything and run all tests (busted specs and C tests)"
 	@echo "make example      run the counters example"
 	@echo "make asan         build and run the tests with AddressSanitizer and UBSan"
-	@echo "make install      install under PREFIX ($(PREFIX)), honouring DESTDIR"
+	@echo "make install      install under PREFIX ($(PREFIX)), honouring DESTDIR, with pfp.pc"
 	@echo "make clean        remove $(BUILD)/"
 
 $(BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(BUILD)/obj
@@ -68,9 +70,6 @@ $(BUILD)/pfp.so: $(ENGINE_OBJ)
 
 $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
 	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
-
-$(BUILD)/pfp.pc: pfp.pc.in Makefile | $(BUILD)/obj
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LUA_PKG@|$(LUA_PKG)|g' pfp.pc.in > $@
 
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
@@ -98,7 +97,9 @@ install: all
 	install -m 755 $(BUILD)/libpfp.so $(DESTDIR)$(LIBDIR)/libpfp.so.0
 	ln -sf libpfp.so.0 $(DESTDIR)$(LIBDIR)/libpfp.so
 	install -m 644 include/pfp.h $(DESTDIR)$(INCDIR)/pfp.h
-	install -m 644 $(BUILD)/pfp.pc $(DESTDIR)$(PCDIR)/pfp.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LUA_PKG@|$(LUA_PKG)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' pfp.pc.in > $(DESTDIR)$(PCDIR)/pfp.pc
+	chmod 644 $(DESTDIR)$(PCDIR)/pfp.pc
 	install -m 755 $(BUILD)/pfp.so $(DESTDIR)$(LUA_CMOD_DIR)/pfp.so
 
 uninstall:
