@@ -69,5 +69,96 @@ function H.decode_lines(text)
   return list
 end
 
+-- ---- added for pfp_run_spec.lua ------------------------------------------
+
+-- Whether process `pid` is alive.  A zombie (dead, not yet reaped; e.g. an
+-- orphan whose init does not reap) counts as gone.
+function H.alive(pid)
+  local f = io.open("/proc/" .. tostring(pid) .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("a") or ""
+  f:close()
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+-- Polls pred() every 50 ms until it returns true or `seconds` have passed;
+-- returns whether it became true.  For waiting on an event, never as a
+-- fixed delay.
+function H.wait_until(pred, seconds)
+  local steps = math.ceil((seconds or 5) / 0.05)
+  for _ = 1, steps do
+    if pred() then return true end
+    os.execute("sleep 0.05")
+  end
+  return pred() and true or false
+end
+
+-- Whether a file exists (and can be opened).
+function H.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- A new temporary directory; returns its path.
+function H.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -m 700 " .. quote(path)))
+  return path
+end
+
+-- Removes a file or directory tree.
+function H.rmrf(path)
+  os.execute("rm -rf " .. quote(path))
+end
+
+-- Starts pfp-run in the background.  Returns a handle with the paths of
+-- its stdout (h.out), stderr (h.err), pid file (h.pidfile) and exit status
+-- file (h.rcfile, written by a wrapper shell once pfp-run has exited).
+-- h.pid() reads pfp-run's pid (nil until known), h.status() its exit
+-- status (nil while it runs).
+function H.spawn(args, dir)
+  local h = {
+    out = dir .. "/spawn.out", err = dir .. "/spawn.err",
+    pidfile = dir .. "/spawn.pid", rcfile = dir .. "/spawn.rc",
+  }
+  local parts = { quote(H.pfp_run) }
+  for _, a in ipairs(args) do parts[#parts + 1] = quote(a) end
+  local wrapper = dir .. "/spawn.sh"
+  local f = assert(io.open(wrapper, "w"))
+  f:write(table.concat(parts, " "), " >", quote(h.out), " 2>", quote(h.err),
+    " </dev/null &
+",
+    "echo $! >", quote(h.pidfile .. ".tmp"), "
+",
+    "mv ", quote(h.pidfile .. ".tmp"), " ", quote(h.pidfile), "
+",
+    "wait $!
+",
+    "echo $? >", quote(h.rcfile .. ".tmp"), "
+",
+    "mv ", quote(h.rcfile .. ".tmp"), " ", quote(h.rcfile), "
+")
+  f:close()
+  assert(os.execute("sh " .. quote(wrapper) .. " </dev/null >/dev/null 2>&1 &"))
+  function h.pid()
+    local p = io.open(h.pidfile, "r")
+    if not p then return nil end
+    local v = tonumber(p:read("a"):match("%d+"))
+    p:close()
+    return v
+  end
+  function h.status()
+    local p = io.open(h.rcfile, "r")
+    if not p then return nil end
+    local v = tonumber(p:read("a"):match("%d+"))
+    p:close()
+    return v
+  end
+  return h
+end
+
 H.cjson = cjson
 return H
