@@ -7,6 +7,7 @@
 ** are both exact and readable, and a float with an integral value keeps a
 ** ".0" so it stays a float on the way back.
 */
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,16 +112,33 @@ int pfp__jw_string(pfp__buf *b, const char *str, size_t len, int lossy,
   return 0;
 }
 
+void pfp__c_decimal_point(char *text) {
+  /* printf and strtod follow LC_NUMERIC, which an embedding program may
+  ** have set to a locale whose decimal point is not '.'; JSON's is. */
+  const char *point = localeconv()->decimal_point;
+  if (point[0] == '.' && point[1] == '\0')
+    return;
+  size_t plen = strlen(point);
+  char *at = strstr(text, point);
+  if (at != NULL) {
+    *at = '.';
+    memmove(at + 1, at + plen, strlen(at + plen) + 1);
+  }
+}
+
 int pfp__jw_double(pfp__buf *b, double v) {
-  char text[40];
+  char text[48];
   if (!isfinite(v))
     return -2;
-  /* %.17g always round-trips; fewer digits usually do and read better. */
+  /* %.17g always round-trips; fewer digits usually do and read better.
+  ** Both snprintf and strtod use the current locale, so the check holds
+  ** before the decimal point is made a '.'. */
   for (int prec = 15; prec <= 17; prec++) {
-    snprintf(text, sizeof text, "%.*g", prec, v);
+    snprintf(text, sizeof text - 2, "%.*g", prec, v);
     if (strtod(text, NULL) == v)
       break;
   }
+  pfp__c_decimal_point(text);
   if (strpbrk(text, ".eE") == NULL)
     strcat(text, ".0");
   return pfp__buf_puts(b, text);

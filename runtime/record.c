@@ -1,6 +1,7 @@
 /*
 ** record.c — result records: one per registered call, whatever happened.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,7 +111,10 @@ char *pfp_record_to_json(const pfp_record *r) {
   rc |= r->signal > 0 ? pfp__buf_printf(&b, "%d", r->signal)
                       : pfp__buf_puts(&b, "null");
   rc |= put_key(&b, "duration_ms", 0);
-  rc |= pfp__buf_printf(&b, "%.3f", r->duration_ms);
+  char ms[64];
+  snprintf(ms, sizeof ms, "%.3f", r->duration_ms);
+  pfp__c_decimal_point(ms);
+  rc |= pfp__buf_puts(&b, ms);
   rc |= put_text(&b, "stdout", r->out ? r->out : "", r->out_len);
   rc |= put_text(&b, "stderr", r->err ? r->err : "", r->err_len);
   rc |= pfp__buf_puts(&b, "}");
