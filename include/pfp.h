@@ -276,7 +276,8 @@ PFP_API pfp_status pfp_record_status(const pfp_record *r);
 
 /* The result, decoded on first use (JSON null when there is none).  Owned
 ** by the record: borrowed reference, do not decref; json_incref it to keep
-** it longer.  NULL only if decoding ran out of memory. */
+** it longer.  NULL only if decoding failed (out of memory; pfp's children
+** write only text that decodes). */
 PFP_API const json_t *pfp_record_result(const pfp_record *r);
 
 /* The result as the exact JSON text the function delivered (not

@@ -19,8 +19,14 @@
 
 /* ---- JSON -> Lua ----------------------------------------------------- */
 
+/* Containers are counted as levels: a value nested in PFP_MAX_DEPTH arrays
+** or objects is fine, one more level is refused (as the encoder does). */
+static int too_deep(const json_t *v, int depth) {
+  return (json_is_array(v) || json_is_object(v)) && depth >= PFP_MAX_DEPTH;
+}
+
 static int push_json_at(lua_State *L, const json_t *v, int depth) {
-  if (depth > PFP_MAX_DEPTH || !lua_checkstack(L, 4))
+  if (too_deep(v, depth) || !lua_checkstack(L, 4))
     return -1;
   switch (json_typeof(v)) {
   case JSON_NULL:
@@ -79,7 +85,7 @@ int pfp__push_json(lua_State *L, const json_t *v) {
 }
 
 static int depth_ok(const json_t *v, int depth) {
-  if (depth > PFP_MAX_DEPTH)
+  if (too_deep(v, depth))
     return 0;
   if (json_is_array(v)) {
     for (size_t i = 0; i < json_array_size(v); i++)
@@ -325,6 +331,12 @@ static int encode_table(encoder *e, int idx, int depth) {
     e->steps[depth].key_len = keys[i].len;
     if (i > 0 && pfp__buf_puts(e->out, ",") != 0) {
       rc = -1;
+      break;
+    }
+    if (memchr(keys[i].s, '\0', keys[i].len) != NULL) {
+      /* JSON could carry it as \u0000, but jansson refuses such keys, so
+      ** the host could not read the result back. */
+      rc = fail(e, depth + 1, "key contains a NUL byte");
       break;
     }
     rc = pfp__jw_string(e->out, keys[i].s, keys[i].len, 0, &bad_at);

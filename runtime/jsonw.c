@@ -7,6 +7,7 @@
 ** are both exact and readable, and a float with an integral value keeps a
 ** ".0" so it stays a float on the way back.
 */
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -133,7 +134,11 @@ int pfp__jw_double(pfp__buf *b, double v) {
   /* %.17g always round-trips; fewer digits usually do and read better.
   ** Both snprintf and strtod use the current locale, so the check holds
   ** before the decimal point is made a '.'. */
-  for (int prec = 15; prec <= 17; prec++) {
+  /* Any decimal of at most 15 digits survives a trip through a normal
+  ** double (DBL_DIG), so %.15g is already the shortest when it round-trips;
+  ** subnormals carry fewer digits and are searched from 1. */
+  int first = (v != 0 && fabs(v) < DBL_MIN) ? 1 : 15;
+  for (int prec = first; prec <= 17; prec++) {
     snprintf(text, sizeof text - 2, "%.*g", prec, v);
     if (strtod(text, NULL) == v)
       break;

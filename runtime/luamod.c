@@ -133,7 +133,7 @@ static int standin_put(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  if (lua_getfield(L, 1, "value") != LUA_TNIL)
+  if (lua_getfield(L, 1, "put_count") != LUA_TNIL)
     return luaL_error(L, "q:put: a result was already put (put may be "
                          "called once per function)");
   lua_pop(L, 1);
@@ -170,6 +170,8 @@ static int standin_put(lua_State *L) {
   lua_setfield(L, 1, "result");
   lua_pushvalue(L, 2);
   lua_setfield(L, 1, "value");
+  lua_pushinteger(L, 1);
+  lua_setfield(L, 1, "put_count");
   return 0;
 }
 

@@ -44,7 +44,7 @@ const json_t *pfp_record_result(const pfp_record *r) {
       mut->result = json_loadb(r->result_text, r->result_len,
                                JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     }
-    if (mut->result == NULL)
+    else
       mut->result = json_null();
   }
   return r->result;

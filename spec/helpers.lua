@@ -129,18 +129,12 @@ function H.spawn(args, dir)
   local wrapper = dir .. "/spawn.sh"
   local f = assert(io.open(wrapper, "w"))
   f:write(table.concat(parts, " "), " >", quote(h.out), " 2>", quote(h.err),
-    " </dev/null &
-",
-    "echo $! >", quote(h.pidfile .. ".tmp"), "
-",
-    "mv ", quote(h.pidfile .. ".tmp"), " ", quote(h.pidfile), "
-",
-    "wait $!
-",
-    "echo $? >", quote(h.rcfile .. ".tmp"), "
-",
-    "mv ", quote(h.rcfile .. ".tmp"), " ", quote(h.rcfile), "
-")
+    " </dev/null &\n",
+    "echo $! >", quote(h.pidfile .. ".tmp"), "\n",
+    "mv ", quote(h.pidfile .. ".tmp"), " ", quote(h.pidfile), "\n",
+    "wait $!\n",
+    "echo $? >", quote(h.rcfile .. ".tmp"), "\n",
+    "mv ", quote(h.rcfile .. ".tmp"), " ", quote(h.rcfile), "\n")
   f:close()
   assert(os.execute("sh " .. quote(wrapper) .. " </dev/null >/dev/null 2>&1 &"))
   function h.pid()
@@ -158,6 +152,60 @@ function H.spawn(args, dir)
     return v
   end
   return h
+end
+
+-- Compares two Lua values exactly: same types, integers vs floats
+-- (math.type), the sign of a zero float, and tables key by key.  Returns
+-- true, or false and where they differ ("value.a[2]: ...").
+function H.exact(got, want, path)
+  path = path or "value"
+  if type(got) ~= type(want) then
+    return false, ("%s: got %s %s, want %s %s"):format(path, type(got),
+      tostring(got), type(want), tostring(want))
+  end
+  if type(want) == "number" then
+    if math.type(got) ~= math.type(want) then
+      return false, ("%s: got %s %s, want %s %s"):format(path,
+        math.type(got), tostring(got), math.type(want), tostring(want))
+    end
+    if got ~= want then
+      return false, ("%s: got %s, want %s"):format(path,
+        string.format("%.17g", got), string.format("%.17g", want))
+    end
+    if want == 0 and math.type(want) == "float" and 1 / got ~= 1 / want then
+      return false, path .. ": the sign of zero differs"
+    end
+    return true
+  end
+  if type(want) == "table" then
+    for k, v in pairs(want) do
+      local ok, why = H.exact(rawget(got, k), v, path .. "[" .. tostring(k) .. "]")
+      if not ok then return false, why end
+    end
+    for k in pairs(got) do
+      if rawget(want, k) == nil then
+        return false, path .. ": unexpected key " .. tostring(k)
+      end
+    end
+    return true
+  end
+  if got ~= want then
+    return false, ("%s: got %q, want %q"):format(path, tostring(got), tostring(want))
+  end
+  return true
+end
+
+-- Asserts H.exact(got, want).
+function H.assert_exact(got, want, what)
+  local ok, why = H.exact(got, want, what)
+  assert(ok, why)
+end
+
+-- The LUA_CPATH entry that finds the pfp module this process loaded, for
+-- running a separate lua5.4.
+function H.pfp_cpath()
+  local so = assert(package.searchpath("pfp", package.cpath))
+  return so:gsub("pfp%.so$", "?.so") .. ";;"
 end
 
 H.cjson = cjson
