@@ -39,6 +39,28 @@ static int tests_run, tests_failed, current_failed;
     }                                                                        \
   } while (0)
 
+/* Prints a processor's records as TAP comments (shown when a check of
+** pfp_execute's result fails). */
+static void dump_records(pfp_processor *p) {
+  for (size_t i = 0; p && i < pfp_record_count(p); i++) {
+    char *json = pfp_record_to_json(pfp_record_at(p, i));
+    printf("#     record %zu: %s\n", i, json ? json : "(no memory)");
+    pfp_free(json);
+  }
+}
+
+#define CHECK_EXEC(p, expected)                                              \
+  do {                                                                       \
+    int got_ = pfp_execute(p);                                               \
+    if (got_ != (expected)) {                                                \
+      printf("#   %s:%d: pfp_execute returned %d, expected %d (%s)\n",       \
+             __FILE__, __LINE__, got_, (expected), pfp_errmsg(p));           \
+      dump_records(p);                                                       \
+      current_failed = 1;                                                    \
+      goto out;                                                              \
+    }                                                                        \
+  } while (0)
+
 typedef void (*test_fn)(void);
 
 static void run_test(const char *name, test_fn fn) {
@@ -119,7 +141,7 @@ static void test_runs_and_decodes(void) {
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 10, \"b\": 20}"));
   CHECK(pfp_registration_count(p) == 2);
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
   CHECK(pfp_record_count(p) == 2);
   const pfp_record *r0 = pfp_record_at(p, 0), *r1 = pfp_record_at(p, 1);
   CHECK(pfp_record_at(p, 2) == NULL);
@@ -145,7 +167,7 @@ static void test_exported_and_global_functions(void) {
   pfp_processor *p = new_loaded();
   CHECK(p != NULL);
   CHECK_RC(p, pfp_register(p, "exported", NULL));
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
   CHECK(strcmp(json_string_value(pfp_record_result(pfp_record_at(p, 0))),
                "from the table") == 0);
 out:
@@ -160,7 +182,7 @@ static void test_exact_integers(void) {
   args = json_pack("{s:I,s:f,s:f}", "min", (json_int_t)INT64_MIN, "tenth",
                    0.1, "one", 1.0);
   CHECK_RC(p, pfp_register_json(p, "echo", args));
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
   CHECK(json_integer_value(pfp_record_result(pfp_record_at(p, 0))) ==
         INT64_MAX);
   const json_t *echoed = pfp_record_result(pfp_record_at(p, 1));
@@ -185,7 +207,7 @@ static void test_every_status(void) {
   CHECK_RC(p, pfp_register(p, "forever", NULL));
   CHECK_RC(p, pfp_register(p, "leaves", NULL));
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
-  CHECK(pfp_execute(p) == 3);
+  CHECK_EXEC(p, 3);
   const pfp_record *e = pfp_record_at(p, 0), *t = pfp_record_at(p, 1),
                    *c = pfp_record_at(p, 2), *ok = pfp_record_at(p, 3);
   CHECK(pfp_record_status(e) == PFP_STATUS_ERROR);
@@ -300,7 +322,7 @@ static void test_callback_and_unkept_records(void) {
     CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
   CHECK_RC(p, pfp_set_on_record(p, remember, &s));
   CHECK_RC(p, pfp_set_keep_records(p, 0));
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
   CHECK(s.count == 10);
   CHECK(pfp_record_count(p) == 0);
   int seen_index[10] = {0};
@@ -324,7 +346,7 @@ static void test_callback_stops_the_run(void) {
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
   CHECK_RC(p, pfp_set_on_record(p, remember, &s));
-  CHECK(pfp_execute(p) == PFP_EABORT);
+  CHECK_EXEC(p, PFP_EABORT);
   CHECK(pfp_errcode(p) == PFP_EABORT);
   /* The fast call finished; the two endless ones were killed; the last
   ** never started. */
@@ -347,7 +369,7 @@ static void test_interrupt(void) {
   CHECK_RC(p, pfp_register(p, "forever", NULL));
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
   CHECK_RC(p, pfp_set_on_record(p, remember, &s));
-  CHECK(pfp_execute(p) == PFP_EINTR);
+  CHECK_EXEC(p, PFP_EINTR);
   CHECK(pfp_record_count(p) == 3);
   CHECK(pfp_record_status(pfp_record_at(p, 2)) == PFP_STATUS_OK);
   CHECK(pfp_record_signal(pfp_record_at(p, 0)) == SIGTERM);
@@ -355,12 +377,12 @@ static void test_interrupt(void) {
   /* An interrupt while nothing runs stops the next run at once. */
   pfp_set_on_record(p, NULL, NULL);
   pfp_interrupt(p);
-  CHECK(pfp_execute(p) == PFP_EINTR);
+  CHECK_EXEC(p, PFP_EINTR);
   CHECK(pfp_record_count(p) == 0);
   /* And the run after that is normal again. */
   pfp_clear(p);
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
 out:
   pfp_processor_destroy(p);
 }
@@ -392,7 +414,7 @@ static void test_feed(void) {
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": -1, \"b\": 0}"));
   CHECK_RC(p, pfp_set_feed(p, feed_jobs, &f));
   CHECK_RC(p, pfp_set_jobs(p, 3));
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
   CHECK(pfp_record_count(p) == 51);
   for (size_t i = 0; i < 51; i++) {
     const pfp_record *r = pfp_record_at(p, i);
@@ -403,7 +425,7 @@ static void test_feed(void) {
   /* A failing feed stops the run with its message. */
   f.next = 0;
   f.fail_at = 5;
-  CHECK(pfp_execute(p) == PFP_EFEED);
+  CHECK_EXEC(p, PFP_EFEED);
   CHECK(strcmp(pfp_errmsg(p), "feed broke at job 5") == 0);
   CHECK(pfp_record_count(p) == 6);
   CHECK(no_children_left());
@@ -417,7 +439,7 @@ static void test_record_to_json(void) {
   json_t *v = NULL;
   CHECK(p != NULL);
   CHECK_RC(p, pfp_register(p, "chatty", NULL));
-  CHECK(pfp_execute(p) == 0);
+  CHECK_EXEC(p, 0);
   text = pfp_record_to_json(pfp_record_at(p, 0));
   CHECK(text != NULL);
   json_error_t err;
@@ -448,7 +470,7 @@ static void test_no_leaked_fds_or_zombies_over_runs(void) {
   CHECK_RC(p, pfp_register(p, "forever", NULL));
   CHECK_RC(p, pfp_register(p, "leaves", NULL));
   for (int round = 0; round < 3; round++) {
-    CHECK(pfp_execute(p) == 3);
+    CHECK_EXEC(p, 3);
     CHECK(pfp_record_count(p) == 4);
     CHECK(count_fds() == before);
     CHECK(no_children_left());
@@ -475,7 +497,7 @@ static void test_leaves_other_children_alone(void) {
   gate[0] = -1;
   CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
   CHECK_RC(p, pfp_register(p, "leaves", NULL));
-  CHECK(pfp_execute(p) == 1);
+  CHECK_EXEC(p, 1);
   CHECK(waitpid(mine, NULL, WNOHANG) == 0); /* still running, still ours */
   close(gate[1]);
   gate[1] = -1;
@@ -498,8 +520,8 @@ static void test_two_processors(void) {
   CHECK(a != NULL && b != NULL);
   CHECK_RC(a, pfp_register(a, "add", "{\"a\": 1, \"b\": 2}"));
   CHECK_RC(b, pfp_register(b, "add", "{\"a\": 3, \"b\": 4}"));
-  CHECK(pfp_execute(a) == 0);
-  CHECK(pfp_execute(b) == 0);
+  CHECK_EXEC(a, 0);
+  CHECK_EXEC(b, 0);
   CHECK(json_integer_value(json_object_get(
             pfp_record_result(pfp_record_at(a, 0)), "sum")) == 3);
   CHECK(json_integer_value(json_object_get(
