@@ -22,7 +22,11 @@ H.slurp = slurp
 
 -- A temporary file holding `text`; returns its path.
 function H.tmpfile(text, suffix)
-  local path = os.tmpname() .. (suffix or "")
+  local path = os.tmpname()
+  if suffix then
+    os.remove(path) -- os.tmpname created it; the suffixed name is used instead
+    path = path .. suffix
+  end
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
@@ -33,13 +37,15 @@ end
 function H.sh(cmdline, stdin)
   local out, err = os.tmpname(), os.tmpname()
   local full = "(" .. cmdline .. ") >" .. out .. " 2>" .. err
+  local inp
   if stdin then
-    local inp = H.tmpfile(stdin)
+    inp = H.tmpfile(stdin)
     full = full .. " <" .. inp
   else
     full = full .. " </dev/null"
   end
   local _, _, code = os.execute(full)
+  if inp then os.remove(inp) end
   local o, e = slurp(out), slurp(err)
   os.remove(out); os.remove(err)
   return o, e, code

@@ -26,7 +26,7 @@ describe("the shared libraries", function()
     for _, name in ipairs(exported(build .. "/libpfp.so")) do have[name] = true end
     local header = H.slurp("include/pfp.h")
     local count = 0
-    for name in header:gmatch("PFP_API [^;]-%f[%w_]([%w_]+)%(") do
+    for name in header:gmatch("PFP_API [^;]-%f[%w_](pfp_[%w_]+)%(") do
       count = count + 1
       assert.is_true(have[name] == true, name .. " is declared but not exported")
     end
