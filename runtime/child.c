@@ -147,14 +147,18 @@ void pfp__child_run(lua_State *L, int context, int fn, int args,
   }
   lua_pop(L, 1);
 
-  lua_pushcfunction(L, traceback_handler);
-  int handler = lua_gettop(L);
-  lua_pushvalue(L, fn);
+  /* The queue stays on the stack below the call: the call's own copy is
+  ** consumed by lua_pcall, and q->put_done is read after it returns. */
   queue *q = lua_newuserdatauv(L, sizeof *q, 0);
   q->fd = result_fd;
   q->put_done = 0;
   pfp__child_setup_queue(L);
   luaL_setmetatable(L, QUEUE_MT);
+  int queue_index = lua_gettop(L);
+  lua_pushcfunction(L, traceback_handler);
+  int handler = lua_gettop(L);
+  lua_pushvalue(L, fn);
+  lua_pushvalue(L, queue_index);
   lua_pushvalue(L, context);
   lua_pushvalue(L, args);
   if (lua_pcall(L, 3, 1, handler) != LUA_OK) {

@@ -591,4 +591,27 @@ describe("pfp Lua API", function()
     local _, xs = out:gsub("x", "")
     assert.are.equal(1, xs)
   end)
+  describe("garbage collection inside a child", function()
+    -- Regression: the queue was only referenced by the call's arguments, so
+    -- a collection during the function freed it before the host side of
+    -- the child read it (seen by `make asan`).
+    it("a function that forces full collections still delivers its result", function()
+      local m = pfp.MultiProcessor{ jobs = 2 }
+      -- No parameters: the slot that held q is reused by the local, so
+      -- only pfp's own reference keeps the queue alive.
+      m:register_function(function()
+        local reuse = {}
+        collectgarbage(); collectgarbage()
+        return "returned", reuse
+      end, {}, "returns")
+      m:register_function(function(q)
+        local r = pfp.Result(); r.result.v = 1; q:put(r); collectgarbage(); collectgarbage()
+      end, {}, "puts")
+      local results = m:execute_parallel()
+      assert.are.equal("ok", results[1].status, tostring(results[1].error))
+      assert.are.equal("returned", results[1].result)
+      assert.are.equal("ok", results[2].status, tostring(results[2].error))
+      assert.are.equal(1, results[2].result.v)
+    end)
+  end)
 end)
