@@ -104,21 +104,29 @@ static int depth_ok(const json_t *v, int depth) {
 
 int pfp__json_depth_ok(const json_t *v) { return depth_ok(v, 0); }
 
-static int keys_have_nul(const json_t *v) {
+int pfp__json_keys_have_nul(const json_t *v) {
   if (json_is_array(v)) {
     for (size_t i = 0; i < json_array_size(v); i++)
-      if (keys_have_nul(json_array_get(v, i)))
+      if (pfp__json_keys_have_nul(json_array_get(v, i)))
         return 1;
   } else if (json_is_object(v)) {
     const char *key;
     size_t key_len;
     json_t *value;
     json_object_keylen_foreach((json_t *)v, key, key_len, value) {
-      if (memchr(key, '\0', key_len) != NULL || keys_have_nul(value))
+      if (memchr(key, '\0', key_len) != NULL || pfp__json_keys_have_nul(value))
         return 1;
     }
   }
   return 0;
+}
+
+char *pfp__json_error_text(const json_error_t *err) {
+  char *text = pfp__strdup(err->text);
+  char *near = text ? strstr(text, " near '") : NULL;
+  if (near != NULL)
+    *near = '\0';
+  return text;
 }
 
 json_t *pfp__parse_object(const char *text, size_t len, const char *name,
@@ -129,11 +137,14 @@ json_t *pfp__parse_object(const char *text, size_t len, const char *name,
   json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
                          &err);
   if (v == NULL) {
+    char *why = pfp__json_error_text(&err);
     if (err.line > 0)
       *errmsg = pfp__strdupf("%s:%d:%d: invalid JSON: %s", name, err.line,
-                             err.column, err.text);
+                             err.column, why ? why : "out of memory");
     else
-      *errmsg = pfp__strdupf("%s: invalid JSON: %s", name, err.text);
+      *errmsg = pfp__strdupf("%s: invalid JSON: %s", name,
+                             why ? why : "out of memory");
+    free(why);
     return NULL;
   }
   const char *problem = NULL;
@@ -141,7 +152,7 @@ json_t *pfp__parse_object(const char *text, size_t len, const char *name,
     problem = "expected a JSON object";
   else if (!pfp__json_depth_ok(v))
     problem = "nested deeper than " PFP__STR(PFP_MAX_DEPTH) " levels";
-  else if (keys_have_nul(v))
+  else if (pfp__json_keys_have_nul(v))
     problem = "an object key contains a NUL byte";
   if (problem) {
     *errmsg = pfp__strdupf("%s: %s", name, problem);

@@ -113,6 +113,22 @@ int pfp__json_depth_ok(const json_t *v);
 json_t *pfp__parse_object(const char *text, size_t len, const char *name,
                           char **errmsg);
 
+/* True when an object key anywhere in v contains a NUL byte. */
+int pfp__json_keys_have_nul(const json_t *v);
+
+/* jansson's message for a parse error without the "near '...'" excerpt of
+** the input, which could be a secret from a context file.  New string. */
+char *pfp__json_error_text(const json_error_t *err);
+
+/* ---- jobs_line.c ------------------------------------------------------ */
+
+/* Parses one line of a jobs file.  Returns 0 with *name (new string) and
+** *args (new reference, or NULL for {}); 1 for a blank line; -1 with *msg
+** (new string) as "SOURCE:LINE[:COLUMN]: reason". */
+int pfp__parse_job_line(const char *line, size_t len, const char *source,
+                        size_t line_no, char **name, json_t **args,
+                        char **msg);
+
 /* ---- wire.c: frames on the result pipe -------------------------------- */
 
 /* A frame is a type byte, a 64-bit little-endian length and the payload. */

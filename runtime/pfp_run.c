@@ -220,64 +220,6 @@ static void finish_output(run *r) {
 
 /* ---- the jobs file ------------------------------------------------------ */
 
-/* Parses one jobs-file line into a function name (pointing into a new
-** string in *name) and args.  Returns 0, 1 for a blank line, or -1 with a
-** message in *msg. */
-static int parse_job_line(run *r, const char *line, size_t len, char **name,
-                          json_t **args, char **msg) {
-  size_t i = 0;
-  while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' ||
-                     line[i] == '\n'))
-    i++;
-  if (i == len)
-    return 1;
-  json_error_t err;
-  json_t *job = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-                           &err);
-  if (job == NULL) {
-    *msg = pfp__strdupf("%s:%zu:%d: invalid JSON: %s", r->jobs_name,
-                        r->jobs_line, err.column, err.text);
-    return -1;
-  }
-  const char *key;
-  json_t *value;
-  const char *problem = NULL;
-  json_t *fn = NULL, *a = NULL;
-  if (!json_is_object(job))
-    problem = "expected a JSON object {\"function\": ..., \"args\": {...}}";
-  else {
-    json_object_foreach(job, key, value) {
-      if (strcmp(key, "function") == 0)
-        fn = value;
-      else if (strcmp(key, "args") == 0)
-        a = value;
-      else {
-        *msg = pfp__strdupf("%s:%zu: unknown key '%s' (expected \"function\" "
-                            "and \"args\")",
-                            r->jobs_name, r->jobs_line, key);
-        json_decref(job);
-        return -1;
-      }
-    }
-    if (!json_is_string(fn) || json_string_length(fn) == 0)
-      problem = "\"function\" must be a non-empty string";
-    else if (a != NULL && !json_is_object(a))
-      problem = "\"args\" must be a JSON object";
-    else if (a != NULL && !pfp__json_depth_ok(a))
-      problem = "\"args\" is nested deeper than " PFP__STR(PFP_MAX_DEPTH)
-                " levels";
-  }
-  if (problem) {
-    *msg = pfp__strdupf("%s:%zu: %s", r->jobs_name, r->jobs_line, problem);
-    json_decref(job);
-    return -1;
-  }
-  *name = pfp__strdup(json_string_value(fn));
-  *args = a ? json_incref(a) : NULL;
-  json_decref(job);
-  return 0;
-}
-
 /* Reads the next job; returns 1, 0 at the end, -1 with *msg. */
 static int next_job(run *r, char **name, json_t **args, char **msg) {
   for (;;) {
@@ -292,7 +234,8 @@ static int next_job(run *r, char **name, json_t **args, char **msg) {
       return 0;
     }
     r->jobs_line++;
-    int rc = parse_job_line(r, r->line, (size_t)n, name, args, msg);
+    int rc = pfp__parse_job_line(r->line, (size_t)n, r->jobs_name,
+                                 r->jobs_line, name, args, msg);
     if (rc != 1)
       return rc == 0 ? 1 : -1;
   }
