@@ -205,6 +205,12 @@ PFP_API int pfp_set_kill_grace(pfp_processor *p, double seconds);
 ** dropped ends the captured text. */
 PFP_API int pfp_set_output_limit(pfp_processor *p, size_t bytes);
 
+/* Most bytes each function's Lua code may allocate (0, the default: no
+** limit).  A function that needs more gets an error record saying "out of
+** memory" instead of growing until the kernel's OOM killer picks a
+** process.  Memory the function inherits from the host is not counted. */
+PFP_API int pfp_set_memory_limit(pfp_processor *p, size_t bytes);
+
 /* Called once per record, in completion order, from inside pfp_execute().
 ** `record` is owned by p: valid until the callback returns when records are
 ** not kept (see pfp_set_keep_records), else until pfp_clear/destroy.

@@ -4,6 +4,7 @@
 ** A child never returns into the host's code and leaves only through _exit,
 ** so the host's atexit handlers and stdio buffers are never run twice.
 */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,32 @@ static int child_os_exit(lua_State *L) {
   child_exit(code);
 }
 
+/* The memory limit: the child's Lua allocations are counted from the
+** moment the function starts, and an allocation that would take them past
+** the limit fails, which Lua raises as a memory error.  Memory inherited
+** from the host is not counted; freeing it gives room back. */
+typedef struct limiter {
+  lua_Alloc alloc;
+  void *ud;
+  long long used;
+  long long limit;
+  int hit;
+} limiter;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  limiter *m = ud;
+  long long old = ptr ? (long long)osize : 0;
+  long long delta = (long long)nsize - old;
+  if (nsize > 0 && delta > 0 && m->used + delta > m->limit) {
+    m->hit = 1;
+    return NULL;
+  }
+  void *block = m->alloc(m->ud, ptr, osize, nsize);
+  if (block != NULL || nsize == 0)
+    m->used += delta;
+  return block;
+}
+
 /* Message handler: the error message with a traceback (as lua.c does). */
 static int traceback_handler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -136,7 +163,8 @@ static int traceback_handler(lua_State *L) {
 }
 
 void pfp__child_run(lua_State *L, int context, int fn, int args,
-                    const char *name, int result_fd) {
+                    const char *name, int result_fd, size_t memory_limit) {
+  limiter mem = {0};
   lua_checkstack(L, 8);
   lua_pushstring(L, name);
   lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_NAME);
@@ -161,9 +189,33 @@ void pfp__child_run(lua_State *L, int context, int fn, int args,
   lua_pushvalue(L, queue_index);
   lua_pushvalue(L, context);
   lua_pushvalue(L, args);
-  if (lua_pcall(L, 3, 1, handler) != LUA_OK) {
+  if (memory_limit > 0) {
+    mem.alloc = lua_getallocf(L, &mem.ud);
+    mem.limit = memory_limit > (size_t)LLONG_MAX ? LLONG_MAX
+                                                  : (long long)memory_limit;
+    lua_setallocf(L, limited_alloc, &mem);
+  }
+  int status = lua_pcall(L, 3, 1, handler);
+  if (mem.hit) {
+    /* Room again for the work below; the limit has done its job. */
+    lua_setallocf(L, mem.alloc, mem.ud);
+  }
+  if (status != LUA_OK) {
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
+    char text[160];
+    if (status == LUA_ERRMEM) {
+      /* Lua raises memory errors without calling the message handler. */
+      if (mem.hit)
+        snprintf(text, sizeof text,
+                 "out of memory: the function's Lua allocations went past "
+                 "its memory limit of %zu bytes",
+                 memory_limit);
+      else
+        snprintf(text, sizeof text, "out of memory (not enough memory)");
+      msg = text;
+      len = strlen(msg);
+    }
     if (msg == NULL)
       msg = "(error object is not a string)", len = strlen(msg);
     if (pfp__frame_write(result_fd, PFP__FRAME_ERROR, msg, len) != 0)

@@ -102,6 +102,20 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
     if (sig != SIGKILL && sig != SIGSTOP)
       sigaction(sig, &dfl, NULL);
 
+  /* Nothing of the host's bookkeeping stays open in the child.  Closed
+  ** first: near the descriptor limit the moves below need free slots. */
+  for (unsigned i = 0; i < e->opts->jobs; i++) {
+    slot *o = &e->slots[i];
+    for (int k = 0; k < FD_KINDS; k++)
+      if (o->fd[k] >= 0)
+        close(o->fd[k]);
+  }
+  close(result[0]);
+  close(out_pipe[0]);
+  close(err_pipe[0]);
+  if (e->opts->wake_fd >= 0)
+    close(e->opts->wake_fd);
+
   /* Move the pipe ends above 2 first, so no dup2 below clobbers another
   ** when the host runs with fd 0, 1 or 2 closed. */
   int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
@@ -112,32 +126,18 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
     _exit(126);
   if (in < 0)
     close(0);
-
-  /* Nothing of the host's bookkeeping stays open in the child. */
-  for (unsigned i = 0; i < e->opts->jobs; i++) {
-    slot *o = &e->slots[i];
-    for (int k = 0; k < FD_KINDS; k++)
-      if (o->fd[k] >= 0)
-        close(o->fd[k]);
-  }
-  close(result[0]);
-  close(out_pipe[0]);
-  close(err_pipe[0]);
-  close(in);
-  close(out);
-  close(err);
-  close(out_w);
-  close(err_w);
-  if (e->devnull >= 0)
-    close(e->devnull);
-  if (e->opts->wake_fd >= 0)
-    close(e->opts->wake_fd);
+  /* The originals go, unless one of them was 0, 1 or 2 and is now reused. */
+  int originals[] = {in, out, err, out_w, err_w, e->devnull};
+  for (size_t i = 0; i < sizeof originals / sizeof originals[0]; i++)
+    if (originals[i] > 2)
+      close(originals[i]);
 
   sigset_t none;
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   int top = lua_gettop(e->L);
-  pfp__child_run(e->L, e->context, top - 1, top, s->name, result[1]);
+  pfp__child_run(e->L, e->context, top - 1, top, s->name, result[1],
+                 e->opts->memory_limit);
 }
 
 /* ---- starting a job -------------------------------------------------- */

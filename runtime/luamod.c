@@ -209,17 +209,19 @@ static void copy_options(lua_State *L, int idx, int into, int allow_context) {
           lua_tonumber(L, -1) == HUGE_VAL)
         luaL_error(L, "option %s: expected a number of seconds >= 0, got %s",
                    key, luaL_tolstring(L, -1, NULL));
-    } else if (strcmp(key, "output_limit") == 0) {
+    } else if (strcmp(key, "output_limit") == 0 ||
+               strcmp(key, "memory") == 0) {
       if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-        luaL_error(L, "option output_limit: expected an integer >= 0, got %s",
-                   luaL_tolstring(L, -1, NULL));
+        luaL_error(L, "option %s: expected an integer number of bytes >= 0, "
+                      "got %s",
+                   key, luaL_tolstring(L, -1, NULL));
     } else if (strcmp(key, "context") == 0 && allow_context) {
       if (lua_type(L, -1) != LUA_TTABLE)
         luaL_error(L, "option context: expected a table, got %s",
                    luaL_typename(L, -1));
     } else {
       luaL_error(L, "unknown option '%s' (options: context, jobs, timeout, "
-                    "kill_grace, output_limit)",
+                    "kill_grace, output_limit, memory)",
                  key);
     }
     lua_pushvalue(L, -2);
@@ -433,7 +435,9 @@ static int mp_execute(lua_State *L) {
     pfp_set_kill_grace(p, lua_tonumber(L, -1));
   if (lua_getfield(L, 3, "output_limit") != LUA_TNIL)
     pfp_set_output_limit(p, (size_t)lua_tointeger(L, -1));
-  lua_pop(L, 4);
+  if (lua_getfield(L, 3, "memory") != LUA_TNIL)
+    pfp_set_memory_limit(p, (size_t)lua_tointeger(L, -1));
+  lua_pop(L, 5);
   pfp__set_context_value(p, 4);
 
   lua_Integer n = (lua_Integer)lua_rawlen(L, 5);

@@ -188,9 +188,11 @@ void pfp__record_free(pfp_record *r);
 /* ---- child.c: what a forked child runs -------------------------------- */
 
 /* Runs the function at stack index `fn` with (q, context, args) and leaves
-** through _exit.  Never returns. */
+** through _exit.  memory_limit: most bytes its Lua code may allocate (0: no
+** limit).  Never returns. */
 PFP__NORETURN void pfp__child_run(lua_State *L, int context, int fn, int args,
-                                  const char *name, int result_fd);
+                                  const char *name, int result_fd,
+                                  size_t memory_limit);
 
 /* The registered name of the call running in this child (NULL in the
 ** host).  Owned by the Lua registry. */
@@ -207,6 +209,7 @@ typedef struct pfp__exec_opts {
   double timeout;     /* 0: none */
   double kill_grace;
   size_t output_limit;
+  size_t memory_limit; /* 0: none */
   int wake_fd;        /* read end of the interrupt pipe */
 } pfp__exec_opts;
 

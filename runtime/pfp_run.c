@@ -68,7 +68,9 @@ static void usage(FILE *to) {
       "  -j, --jobs N           at most N functions at once (default: CPUs)\n"
       "  -t, --timeout SECONDS  kill a function still running after SECONDS\n"
       "      --kill-grace SECONDS  SIGTERM to SIGKILL delay (default 1)\n"
-      "      --output-limit BYTES  stdout/stderr kept per function (1 MiB)\n"
+      "      --output-limit SIZE  stdout/stderr kept per function (1M)\n"
+      "      --memory SIZE      most memory a function's Lua code may\n"
+      "                         allocate, e.g. 512M (default: no limit)\n"
       "      --format json|jsonl   one array in registration order (json,\n"
       "                         default) or one record per line as each\n"
       "                         completes (jsonl)\n"
@@ -121,6 +123,30 @@ static int parse_count(const char *opt, const char *text, unsigned long min,
 bad:
   return fail_usage("option %s: expected an integer from %lu to %lu, got '%s'",
                     opt, min, max, text);
+}
+
+/* A size in bytes, with an optional K, M or G suffix (powers of 1024). */
+static int parse_size(const char *opt, const char *text, unsigned long *out) {
+  char *end;
+  errno = 0;
+  if (text[0] < '0' || text[0] > '9')
+    goto bad;
+  unsigned long v = strtoul(text, &end, 10);
+  unsigned long scale = 1;
+  if (*end == 'K' || *end == 'k')
+    scale = 1UL << 10, end++;
+  else if (*end == 'M' || *end == 'm')
+    scale = 1UL << 20, end++;
+  else if (*end == 'G' || *end == 'g')
+    scale = 1UL << 30, end++;
+  if (*end != '\0' || errno != 0 || v > (1UL << 50) / scale)
+    goto bad;
+  *out = v * scale;
+  return 0;
+bad:
+  return fail_usage("option %s: expected a size in bytes (with an optional "
+                    "K, M or G), got '%s'",
+                    opt, text);
 }
 
 /* Reads a whole file ("-" for stdin) into a new string. */
@@ -293,7 +319,7 @@ static int validate_jobs_file(run *r) {
 /* ---- main --------------------------------------------------------------- */
 
 enum { OPT_FORMAT = 256, OPT_JOBS_FILE, OPT_VERSION, OPT_KILL_GRACE,
-       OPT_OUTPUT_LIMIT };
+       OPT_OUTPUT_LIMIT, OPT_MEMORY };
 
 static const struct option long_options[] = {
     {"context", required_argument, NULL, 'c'},
@@ -301,6 +327,7 @@ static const struct option long_options[] = {
     {"timeout", required_argument, NULL, 't'},
     {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
     {"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
+    {"memory", required_argument, NULL, OPT_MEMORY},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"jobs-file", required_argument, NULL, OPT_JOBS_FILE},
     {"help", no_argument, NULL, 'h'},
@@ -315,6 +342,7 @@ typedef struct settings {
   double timeout;
   double kill_grace;
   unsigned long output_limit;
+  unsigned long memory;
   int have_jobs, have_kill_grace, have_output_limit;
   int jsonl;
 } settings;
@@ -345,10 +373,13 @@ static int parse_options(int argc, char **argv, settings *s) {
       s->have_kill_grace = 1;
       break;
     case OPT_OUTPUT_LIMIT:
-      if (parse_count("--output-limit", optarg, 0, 1UL << 40,
-                      &s->output_limit) != 0)
+      if (parse_size("--output-limit", optarg, &s->output_limit) != 0)
         return EXIT_USAGE;
       s->have_output_limit = 1;
+      break;
+    case OPT_MEMORY:
+      if (parse_size("--memory", optarg, &s->memory) != 0)
+        return EXIT_USAGE;
       break;
     case OPT_FORMAT:
       if (strcmp(optarg, "json") == 0)
@@ -531,6 +562,7 @@ int main(int argc, char **argv) {
     pfp_set_kill_grace(r.p, s.kill_grace);
   if (s.have_output_limit)
     pfp_set_output_limit(r.p, (size_t)s.output_limit);
+  pfp_set_memory_limit(r.p, (size_t)s.memory);
   pfp_set_keep_records(r.p, 0);
   pfp_set_on_record(r.p, on_record, &r);
   if (r.jobs != NULL)

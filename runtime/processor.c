@@ -40,6 +40,7 @@ struct pfp_processor {
   double timeout;
   double kill_grace;
   size_t output_limit;
+  size_t memory_limit;
   pfp_record_fn on_record;
   void *on_record_ud;
   int keep_records;
@@ -531,6 +532,11 @@ int pfp_set_output_limit(pfp_processor *p, size_t bytes) {
   return ok(p);
 }
 
+int pfp_set_memory_limit(pfp_processor *p, size_t bytes) {
+  p->memory_limit = bytes;
+  return ok(p);
+}
+
 int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn, void *userdata) {
   p->on_record = fn;
   p->on_record_ud = userdata;
@@ -675,7 +681,7 @@ int pfp_execute(pfp_processor *p) {
   else
     lua_newtable(L);
   pfp__exec_opts opts = {p->jobs, p->timeout, p->kill_grace, p->output_limit,
-                         p->wake[0]};
+                         p->memory_limit, p->wake[0]};
   pfp__exec_hooks hooks = {exec_next, exec_done, p};
   char *msg = NULL;
   int top = lua_gettop(L);
