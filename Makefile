@@ -36,7 +36,7 @@ HEADERS    := include/pfp.h runtime/pfp_internal.h
 
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
-C_TESTS  := $(BUILD)/test_api
+C_TESTS  := $(BUILD)/test_api $(BUILD)/fail_fork.so
 
 .PHONY: all help test test-lua test-c example asan install uninstall clean
 
@@ -74,6 +74,10 @@ $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
 
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+# A test shim, preloaded into pfp-run by the fault-injection spec.
+$(BUILD)/fail_fork.so: spec/c/fail_fork.c
+	$(CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $< -ldl
 
 test: all $(C_TESTS)
 	@BUILD=$(BUILD) LUA=$(LUA) BUSTED=$(BUSTED) sh spec/run-tests.sh

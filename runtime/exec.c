@@ -115,6 +115,8 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   close(err_pipe[0]);
   if (e->opts->wake_fd >= 0)
     close(e->opts->wake_fd);
+  if (e->opts->wake_write_fd >= 0)
+    close(e->opts->wake_write_fd);
 
   /* Move the pipe ends above 2 first, so no dup2 below clobbers another
   ** when the host runs with fd 0, 1 or 2 closed. */
@@ -385,10 +387,16 @@ static void judge(exec_state *e, slot *s, pfp_record *r, int wstatus,
     rd->error = NULL;
   } else if (pfp__frame_reader_partial(rd)) {
     r->status = PFP_STATUS_CRASHED;
-    r->error = pfp__strdupf("exited with code %d in the middle of writing "
-                            "its result (%zu of %llu bytes)",
-                            r->exit_code, rd->payload.len,
-                            (unsigned long long)rd->want);
+    if (rd->in_payload)
+      r->error = pfp__strdupf("exited with code %d in the middle of writing "
+                              "its result (%zu of %llu bytes)",
+                              r->exit_code, rd->payload.len,
+                              (unsigned long long)rd->want);
+    else
+      r->error = pfp__strdupf("exited with code %d in the middle of writing "
+                              "its result (%zu of %d header bytes)",
+                              r->exit_code, rd->header_len,
+                              PFP__FRAME_HEADER);
   } else if (r->result_text != NULL && r->exit_code == 0) {
     r->status = PFP_STATUS_OK;
   } else if (r->result_text != NULL) {

@@ -211,6 +211,7 @@ typedef struct pfp__exec_opts {
   size_t output_limit;
   size_t memory_limit; /* 0: none */
   int wake_fd;        /* read end of the interrupt pipe */
+  int wake_write_fd;  /* its write end: closed in children, never used */
 } pfp__exec_opts;
 
 /* What to run comes from the caller: `next` pushes the function and its

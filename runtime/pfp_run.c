@@ -446,6 +446,10 @@ static int register_calls(run *r, const char *script, int argc, char **argv,
     char *arg = argv[i];
     char *eq = strchr(arg, '=');
     size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (name_len == 0)
+      return fail_usage("argument %d ('%s'): missing the function name "
+                        "(expected FUNCTION or FUNCTION=ARGS_JSON)",
+                        i - first + 1, arg);
     char *name = strndup(arg, name_len);
     if (name == NULL)
       return fail_usage("out of memory");

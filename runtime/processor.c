@@ -681,7 +681,7 @@ int pfp_execute(pfp_processor *p) {
   else
     lua_newtable(L);
   pfp__exec_opts opts = {p->jobs, p->timeout, p->kill_grace, p->output_limit,
-                         p->memory_limit, p->wake[0]};
+                         p->memory_limit, p->wake[0], p->wake[1]};
   pfp__exec_hooks hooks = {exec_next, exec_done, p};
   char *msg = NULL;
   int top = lua_gettop(L);

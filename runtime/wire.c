@@ -69,17 +69,19 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
       r->header_len += take;
       data += take;
       len -= take;
-      if (r->header_len < PFP__FRAME_HEADER)
-        break;
+      /* The type is judged as soon as it arrives, so garbage shorter than
+      ** a header is reported as garbage, not as a cut-off frame. */
       int type = r->header[0];
-      uint64_t want = 0;
-      for (int i = 0; i < 8; i++)
-        want |= (uint64_t)r->header[1 + i] << (8 * i);
       if (type != PFP__FRAME_NAME && type != PFP__FRAME_RESULT &&
           type != PFP__FRAME_ERROR)
         return protocol_error(
             r, pfp__strdupf("unknown frame type 0x%02x on the result pipe",
                             type));
+      if (r->header_len < PFP__FRAME_HEADER)
+        break;
+      uint64_t want = 0;
+      for (int i = 0; i < 8; i++)
+        want |= (uint64_t)r->header[1 + i] << (8 * i);
       if (want > PFP__FRAME_MAX || want >= SIZE_MAX)
         return protocol_error(
             r, pfp__strdupf("frame of %llu bytes is larger than allowed",
