@@ -37,6 +37,9 @@ HEADERS    := include/pfp.h runtime/pfp_internal.h
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
 C_TESTS  := $(BUILD)/test_api $(BUILD)/fail_fork.so
+ifeq ($(SANITIZE),)
+C_TESTS  += $(BUILD)/test_oom
+endif
 
 .PHONY: all help test test-lua test-c example asan install uninstall clean
 
@@ -73,6 +76,9 @@ $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
 	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+$(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 # A test shim, preloaded into pfp-run by the fault-injection spec.

@@ -167,6 +167,13 @@ static int transient(int err) {
   return err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOMEM;
 }
 
+/* Hands a finished record to the caller, who may ask to stop. */
+static void deliver(exec_state *e, pfp_record *r) {
+  int rc = e->hooks->done(e->hooks->ud, r);
+  if (rc != 0)
+    set_error(e, rc < 0 ? rc : PFP_EABORT, pfp__strdup(pfp_strerror(rc)));
+}
+
 /* Ends a job that could not be started with a crashed record. */
 static void fail_to_start(exec_state *e, char *name, size_t index,
                           const char *what, int err) {
@@ -180,8 +187,7 @@ static void fail_to_start(exec_state *e, char *name, size_t index,
   r->index = index;
   r->status = PFP_STATUS_CRASHED;
   r->error = pfp__strdupf("could not start: %s: %s", what, strerror(err));
-  if (e->hooks->done(e->hooks->ud, r) != 0)
-    set_error(e, PFP_EABORT, pfp__strdup("stopped by the record callback"));
+  deliver(e, r);
 }
 
 /* Forks the pending job (function and args on top of the Lua stack) into
@@ -446,8 +452,7 @@ static void finish(exec_state *e, slot *s) {
     set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
     return;
   }
-  if (e->hooks->done(e->hooks->ud, r) != 0)
-    set_error(e, PFP_EABORT, pfp__strdup("stopped by the record callback"));
+  deliver(e, r);
 }
 
 /* ---- the loop -------------------------------------------------------- */

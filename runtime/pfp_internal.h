@@ -218,7 +218,8 @@ typedef struct pfp__exec_opts {
 ** args table on L (2 values) and stores the registered name (a new string
 ** the executor frees) and 0-based index.  It returns 1, 0 when there are no
 ** more jobs, or a negative PFP_E* code to stop.  `done` receives each
-** finished record (ownership passes) and returns 0, or non-zero to stop. */
+** finished record (ownership passes) and returns 0, or a negative PFP_E*
+** code to stop (PFP_EABORT: the caller's callback asked for it). */
 typedef struct pfp__exec_hooks {
   int (*next)(void *ud, lua_State *L, char **name, size_t *index);
   int (*done)(void *ud, pfp_record *record);

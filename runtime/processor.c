@@ -645,7 +645,7 @@ static int exec_done(void *ud, pfp_record *rec) {
       pfp_record **records = realloc(p->records, cap * sizeof *records);
       if (records == NULL) {
         pfp__record_free(rec);
-        return 1;
+        return PFP_ENOMEM;
       }
       memset(records + p->caprecords, 0,
              (cap - p->caprecords) * sizeof *records);
@@ -656,8 +656,8 @@ static int exec_done(void *ud, pfp_record *rec) {
     if (rec->index >= p->nrecords)
       p->nrecords = rec->index + 1;
   }
-  if (p->on_record != NULL)
-    stop = p->on_record(p->on_record_ud, rec) != 0;
+  if (p->on_record != NULL && p->on_record(p->on_record_ud, rec) != 0)
+    stop = PFP_EABORT;
   if (!p->keep_records)
     pfp__record_free(rec);
   return stop;
