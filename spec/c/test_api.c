@@ -515,6 +515,74 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* ---- an embedding program with its own SIGCHLD handler --------------- */
+
+static volatile sig_atomic_t sigchld_count;
+static volatile sig_atomic_t own_child_reaped;
+static volatile pid_t own_child;
+
+/* Reaps only the program's own child, as a well-behaved program does. */
+static void on_sigchld(int sig) {
+  (void)sig;
+  int saved = errno;
+  sigchld_count++;
+  if (own_child > 0 && waitpid(own_child, NULL, WNOHANG) == own_child)
+    own_child_reaped = 1;
+  errno = saved;
+}
+
+static void test_with_a_sigchld_handler(void) {
+  /* No SA_RESTART: every SIGCHLD interrupts pfp's system calls. */
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigchld;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGCHLD, &sa, &old);
+  sigchld_count = 0;
+  own_child_reaped = 0;
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0)
+    _exit(0);
+  own_child = pid;
+  for (int i = 0; i < 20; i++)
+    CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
+  CHECK_RC(p, pfp_register(p, "leaves", NULL));
+  CHECK_RC(p, pfp_set_jobs(p, 4));
+  CHECK_EXEC(p, 1);
+  for (size_t i = 0; i < 20; i++)
+    CHECK(pfp_record_status(pfp_record_at(p, i)) == PFP_STATUS_OK);
+  CHECK(pfp_record_exit_code(pfp_record_at(p, 20)) == 7);
+  /* The program's handler ran for pfp's children too, and reaped its own
+  ** child itself; pfp left that child alone. */
+  CHECK(sigchld_count >= 1);
+  CHECK(own_child_reaped == 1);
+  CHECK(no_children_left());
+out:
+  own_child = 0;
+  sigaction(SIGCHLD, &old, NULL);
+  pfp_processor_destroy(p);
+}
+
+/* The library leaves signal dispositions as it found them. */
+static void test_installs_no_signal_handlers(void) {
+  struct sigaction before[NSIG], after;
+  for (int sig = 1; sig < NSIG; sig++)
+    sigaction(sig, NULL, &before[sig]);
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
+  CHECK_EXEC(p, 0);
+  for (int sig = 1; sig < NSIG; sig++) {
+    sigaction(sig, NULL, &after);
+    CHECK(after.sa_handler == before[sig].sa_handler);
+  }
+out:
+  pfp_processor_destroy(p);
+}
+
 static void test_two_processors(void) {
   pfp_processor *a = new_loaded(), *b = new_loaded();
   CHECK(a != NULL && b != NULL);
@@ -555,6 +623,9 @@ int main(void) {
   run_test("never reaps the embedding program's own children",
            test_leaves_other_children_alone);
   run_test("two processors in one program", test_two_processors);
+  run_test("works beside the program's own SIGCHLD handler and children",
+           test_with_a_sigchld_handler);
+  run_test("installs no signal handlers", test_installs_no_signal_handlers);
   printf("1..%d\n", tests_run);
   return tests_failed == 0 ? 0 : 1;
 }
