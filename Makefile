@@ -41,7 +41,7 @@ ifeq ($(SANITIZE),)
 C_TESTS  += $(BUILD)/test_oom
 endif
 
-.PHONY: all help test test-lua test-c example asan install uninstall clean
+.PHONY: all help test example asan valgrind install uninstall clean
 
 all: $(PROGRAMS)
 
@@ -50,6 +50,7 @@ help:
 	@echo "make test         build everything and run all tests (busted specs and C tests)"
 	@echo "make example      run the counters example"
 	@echo "make asan         build and run the tests with AddressSanitizer and UBSan"
+	@echo "make valgrind     the C tests and a pfp-run session under valgrind memcheck"
 	@echo "make install      install under PREFIX ($(PREFIX)), honouring DESTDIR, with pfp.pc"
 	@echo "make clean        remove $(BUILD)/"
 
@@ -99,6 +100,11 @@ example: all
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" SANITIZE=1 test
+
+# Memcheck over the C tests and a pfp-run session (needs valgrind:
+# PFP_DEPS_EXTRA=valgrind scripts/with-deps make valgrind).
+valgrind: all $(BUILD)/test_api
+	@BUILD=$(BUILD) sh spec/valgrind.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
