@@ -248,7 +248,9 @@ PFP_API void pfp_feed_error(pfp_processor *p, const char *message);
 ** PFP_EINTR after pfp_interrupt, PFP_EABORT after the record callback asked
 ** to stop, PFP_EFEED, PFP_ENOFUNC (a feed named an unknown function),
 ** PFP_ESYS, PFP_ENOMEM.  Records finished before a failure are kept.
-** May be called again: it runs the registrations afresh. */
+** May be called again: it runs the registrations afresh.  SIGCHLD must not
+** be ignored in the calling process (PFP_EINVAL if it is): the exit status
+** of each child is part of its record. */
 PFP_API int pfp_execute(pfp_processor *p);
 
 /* Asks a running pfp_execute to stop: every running child's process group
@@ -315,7 +317,7 @@ PFP_API const char *pfp_record_stderr(const pfp_record *r, size_t *len);
 ** status, result, error, exit_code, signal, duration_ms, stdout, stderr;
 ** captured output that is not UTF-8 has its bad bytes replaced by U+FFFD).
 ** Returns a new string the caller frees with pfp_free, or NULL when out of
-** memory. */
+** memory or r is NULL. */
 PFP_API char *pfp_record_to_json(const pfp_record *r);
 
 /* Frees memory that pfp handed to the caller (pfp_record_to_json). */

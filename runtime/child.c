@@ -48,12 +48,15 @@ static void unwrap_result(lua_State *L, int idx) {
                     strcmp(lua_tostring(L, -1), PFP__RESULT_MT) == 0;
     lua_pop(L, 1);
     if (is_result) {
-      lua_getfield(L, idx, "function_name");
-      if (!lua_isstring(L, -1) || lua_type(L, -1) == LUA_TNUMBER) {
+      /* Raw reads: no metamethod of the user's runs here. */
+      lua_pushliteral(L, "function_name");
+      lua_rawget(L, idx);
+      if (lua_type(L, -1) != LUA_TSTRING) {
         lua_pop(L, 1);
         lua_pushnil(L);
       }
-      lua_getfield(L, idx, "result");
+      lua_pushliteral(L, "result");
+      lua_rawget(L, idx);
       return;
     }
   }
@@ -162,55 +165,85 @@ static int traceback_handler(lua_State *L) {
   return 1;
 }
 
-void pfp__child_run(lua_State *L, int context, int fn, int args,
-                    const char *name, int result_fd, size_t memory_limit) {
-  limiter mem = {0};
-  lua_checkstack(L, 8);
-  lua_pushstring(L, name);
-  lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_NAME);
-  lua_getglobal(L, "os");
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_pushcfunction(L, child_os_exit);
-    lua_setfield(L, -2, "exit");
+/* What one child runs.  Static storage: a child runs exactly one job, and
+** the allocator's state must outlive any stack frame. */
+static struct {
+  const char *name;
+  int result_fd;
+  size_t memory_limit;
+  limiter mem;
+} job;
+
+/* Lua's last resort when an error escapes every protected call: leave as
+** a crash instead of returning into the host's code. */
+static int child_panic(lua_State *L) {
+  (void)L;
+  fflush(NULL);
+  _exit(125);
+}
+
+static void send_error(const char *msg, size_t len) {
+  if (pfp__frame_write(job.result_fd, PFP__FRAME_ERROR, msg, len) != 0)
+    host_gone();
+}
+
+static void lift_memory_limit(lua_State *L) {
+  if (job.mem.alloc != NULL) {
+    lua_setallocf(L, job.mem.alloc, job.mem.ud);
+    job.mem.alloc = NULL;
   }
-  lua_pop(L, 1);
+}
+
+/* The child's whole body, under lua_pcall, so that no Lua error (a strict
+** _ENV, a metamethod, memory) can unwind into the host's code.  Arguments:
+** context, function, args. */
+static int child_body(lua_State *L) {
+  lua_pushstring(L, job.name);
+  lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_NAME);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushliteral(L, "os");
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_pushliteral(L, "exit");
+    lua_pushcfunction(L, child_os_exit);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 2);
 
   /* The queue stays on the stack below the call: the call's own copy is
   ** consumed by lua_pcall, and q->put_done is read after it returns. */
   queue *q = lua_newuserdatauv(L, sizeof *q, 0);
-  q->fd = result_fd;
+  q->fd = job.result_fd;
   q->put_done = 0;
   pfp__child_setup_queue(L);
   luaL_setmetatable(L, QUEUE_MT);
   int queue_index = lua_gettop(L);
   lua_pushcfunction(L, traceback_handler);
   int handler = lua_gettop(L);
-  lua_pushvalue(L, fn);
+  lua_pushvalue(L, 2);
   lua_pushvalue(L, queue_index);
-  lua_pushvalue(L, context);
-  lua_pushvalue(L, args);
-  if (memory_limit > 0) {
-    mem.alloc = lua_getallocf(L, &mem.ud);
-    mem.limit = memory_limit > (size_t)LLONG_MAX ? LLONG_MAX
-                                                  : (long long)memory_limit;
-    lua_setallocf(L, limited_alloc, &mem);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 3);
+  if (job.memory_limit > 0) {
+    job.mem.alloc = lua_getallocf(L, &job.mem.ud);
+    job.mem.limit = job.memory_limit > (size_t)LLONG_MAX
+                        ? LLONG_MAX
+                        : (long long)job.memory_limit;
+    lua_setallocf(L, limited_alloc, &job.mem);
   }
   int status = lua_pcall(L, 3, 1, handler);
-  if (mem.hit) {
-    /* Room again for the work below; the limit has done its job. */
-    lua_setallocf(L, mem.alloc, mem.ud);
-  }
+  /* The limit is for the function; delivering its result needs room. */
+  lift_memory_limit(L);
   if (status != LUA_OK) {
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
     char text[160];
     if (status == LUA_ERRMEM) {
       /* Lua raises memory errors without calling the message handler. */
-      if (mem.hit)
+      if (job.mem.hit)
         snprintf(text, sizeof text,
                  "out of memory: the function's Lua allocations went past "
                  "its memory limit of %zu bytes",
-                 memory_limit);
+                 job.memory_limit);
       else
         snprintf(text, sizeof text, "out of memory (not enough memory)");
       msg = text;
@@ -218,22 +251,51 @@ void pfp__child_run(lua_State *L, int context, int fn, int args,
     }
     if (msg == NULL)
       msg = "(error object is not a string)", len = strlen(msg);
-    if (pfp__frame_write(result_fd, PFP__FRAME_ERROR, msg, len) != 0)
-      host_gone();
-    child_exit(0);
+    send_error(msg, len);
+    return 0;
   }
   if (!q->put_done) {
     /* No put: the function's return value is its result. */
     unwrap_result(L, -1);
-    char *errmsg = deliver(L, result_fd);
+    char *errmsg = deliver(L, job.result_fd);
     if (errmsg != NULL) {
-      pfp__buf msg = {0};
-      pfp__buf_printf(&msg, "%s (the function's return value)", errmsg);
+      lua_pushfstring(L, "%s (the function's return value)", errmsg);
       free(errmsg);
-      if (msg.data == NULL ||
-          pfp__frame_write(result_fd, PFP__FRAME_ERROR, msg.data, msg.len) != 0)
-        host_gone();
+      size_t len;
+      const char *msg = lua_tolstring(L, -1, &len);
+      send_error(msg, len);
     }
+  }
+  return 0;
+}
+
+void pfp__child_run(lua_State *L, int context, int fn, int args,
+                    const char *name, int result_fd, size_t memory_limit) {
+  /* Lines written with io.write reach the host even if the function is
+  ** killed later (print flushes; io.write alone would not). */
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  lua_atpanic(L, child_panic);
+  job.name = name;
+  job.result_fd = result_fd;
+  job.memory_limit = memory_limit;
+  if (!lua_checkstack(L, 8))
+    child_panic(L);
+  lua_pushcfunction(L, child_body);
+  lua_pushvalue(L, context);
+  lua_pushvalue(L, fn);
+  lua_pushvalue(L, args);
+  int status = lua_pcall(L, 3, 0, 0);
+  if (status != LUA_OK) {
+    /* Outside the function itself: setting up, or turning its return
+    ** value into JSON. */
+    lift_memory_limit(L);
+    size_t len = 0;
+    const char *msg = status == LUA_ERRMEM ? NULL : lua_tolstring(L, -1, &len);
+    char text[256];
+    snprintf(text, sizeof text, "pfp: the child failed outside the function: "
+                                "%s",
+             msg ? msg : "out of memory");
+    send_error(text, strlen(text));
   }
   child_exit(0);
 }

@@ -119,17 +119,19 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
     close(e->opts->wake_write_fd);
 
   /* Move the pipe ends above 2 first, so no dup2 below clobbers another
-  ** when the host runs with fd 0, 1 or 2 closed. */
+  ** when the host runs with fd 0, 1 or 2 closed.  The result pipe moves
+  ** too and stays close-on-exec, so exec'd grandchildren never hold it. */
   int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
   int out = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
   int err = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
-  if (out < 0 || err < 0 || (in >= 0 && dup2(in, 0) < 0) ||
+  int result_w = fcntl(result[1], F_DUPFD_CLOEXEC, 3);
+  if (out < 0 || err < 0 || result_w < 0 || (in >= 0 && dup2(in, 0) < 0) ||
       dup2(out, 1) < 0 || dup2(err, 2) < 0)
     _exit(126);
   if (in < 0)
     close(0);
   /* The originals go, unless one of them was 0, 1 or 2 and is now reused. */
-  int originals[] = {in, out, err, out_w, err_w, e->devnull};
+  int originals[] = {in, out, err, out_w, err_w, e->devnull, result[1]};
   for (size_t i = 0; i < sizeof originals / sizeof originals[0]; i++)
     if (originals[i] > 2)
       close(originals[i]);
@@ -138,7 +140,7 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   int top = lua_gettop(e->L);
-  pfp__child_run(e->L, e->context, top - 1, top, s->name, result[1],
+  pfp__child_run(e->L, e->context, top - 1, top, s->name, result_w,
                  e->opts->memory_limit);
 }
 

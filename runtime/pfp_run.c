@@ -483,7 +483,7 @@ static int open_jobs_file(run *r, const char *path) {
     return -1;
   }
   struct stat st;
-  r->jobs = fopen(path, "r");
+  r->jobs = fopen(path, "re");
   if (r->jobs == NULL)
     return fail_usage("cannot open jobs file %s: %s", path, strerror(errno));
   if (fstat(fileno(r->jobs), &st) == 0 && S_ISDIR(st.st_mode))
@@ -507,6 +507,10 @@ static int install_signal_handlers(pfp_processor *p) {
   ** stopped, instead of pfp-run dying with them still running. */
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
+  /* Inherited from whoever started us, SIG_IGN would make the kernel reap
+  ** children before pfp can read their exit status. */
+  sa.sa_handler = SIG_DFL;
+  sigaction(SIGCHLD, &sa, NULL);
   return 0;
 }
 
@@ -523,7 +527,6 @@ int main(int argc, char **argv) {
   r.p = pfp_processor_create();
   if (r.p == NULL)
     return fail_usage("%s", pfp_errmsg(NULL));
-  install_signal_handlers(r.p);
   r.jsonl = s.jsonl;
 
   if (pfp_load_file(r.p, script) != PFP_OK) {
@@ -569,6 +572,9 @@ int main(int argc, char **argv) {
   pfp_set_memory_limit(r.p, (size_t)s.memory);
   pfp_set_keep_records(r.p, 0);
   pfp_set_on_record(r.p, on_record, &r);
+  /* Only now: until children run, the default action (die) is right, and
+  ** a script stuck while loading can still be interrupted. */
+  install_signal_handlers(r.p);
   if (r.jobs != NULL)
     pfp_set_feed(r.p, feed, &r);
 

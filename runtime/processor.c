@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,9 +138,11 @@ static int pcall_with(pfp_processor *p, lua_CFunction f, int nargs,
   lua_pushcfunction(L, f);
   lua_pushlightuserdata(L, p);
   lua_rotate(L, -2 - nargs, 2);
-  if (lua_pcall(L, nargs + 1, nresults, 0) != LUA_OK) {
+  int status = lua_pcall(L, nargs + 1, nresults, 0);
+  if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    int rc = errorf(p, code, "%s%s", what, msg ? msg : "(error object)");
+    int rc = errorf(p, status == LUA_ERRMEM ? PFP_ENOMEM : code, "%s%s", what,
+                    msg ? msg : "(error object)");
     lua_pop(L, 1);
     return rc;
   }
@@ -621,7 +624,10 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
   }
   *name = pfp__strdup(r->name);
   lua_pushlightuserdata(p->L, r);
-  int rc = *name ? pcall_with(p, push_job_protected, 1, 2, PFP_ENOMEM, "")
+  /* A Lua error here is memory, or the host's own interrupt (lua.c's
+  ** SIGINT hook raises "interrupted!" in the next Lua code to run): both
+  ** stop the run at once. */
+  int rc = *name ? pcall_with(p, push_job_protected, 1, 2, PFP_EINTR, "")
                  : set_error(p, PFP_ENOMEM, NULL);
   json_decref(fed.args_json);
   if (rc != PFP_OK) {
@@ -663,9 +669,24 @@ static int exec_done(void *ud, pfp_record *rec) {
   return stop;
 }
 
+/* Children must stay waitable: with SIGCHLD ignored (or SA_NOCLDWAIT) the
+** kernel reaps them at once and their exit status is lost. */
+static int children_waitable(pfp_processor *p) {
+  struct sigaction sa;
+  if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
+      (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+    return errorf(p, PFP_EINVAL,
+                  "SIGCHLD is ignored (SIG_IGN or SA_NOCLDWAIT) in this "
+                  "process, so the exit status of children cannot be read: "
+                  "restore its default action before pfp_execute");
+  return PFP_OK;
+}
+
 int pfp_execute(pfp_processor *p) {
   if (p->executing)
     return set_error(p, PFP_EBUSY, NULL);
+  if (children_waitable(p) != PFP_OK)
+    return p->code;
   lua_State *L = p->L;
   free_records(p);
   if (!lua_checkstack(L, 8))
@@ -680,7 +701,11 @@ int pfp_execute(pfp_processor *p) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->context_ref);
   else
     lua_newtable(L);
-  pfp__exec_opts opts = {p->jobs, p->timeout, p->kill_grace, p->output_limit,
+  /* Without a feed the job count is known: no more slots than jobs. */
+  unsigned jobs = p->jobs;
+  if (p->feed == NULL && p->nregs < jobs)
+    jobs = p->nregs > 0 ? (unsigned)p->nregs : 1;
+  pfp__exec_opts opts = {jobs, p->timeout, p->kill_grace, p->output_limit,
                          p->memory_limit, p->wake[0], p->wake[1]};
   pfp__exec_hooks hooks = {exec_next, exec_done, p};
   char *msg = NULL;

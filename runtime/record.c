@@ -90,6 +90,8 @@ static int put_text(pfp__buf *b, const char *key, const char *s, size_t len) {
 
 char *pfp_record_to_json(const pfp_record *r) {
   pfp__buf b = {0};
+  if (r == NULL)
+    return NULL;
   int rc = pfp__buf_puts(&b, "{");
   rc |= put_key(&b, "function_name", 1);
   rc |= pfp__jw_string(&b, r->function_name, strlen(r->function_name), 1,

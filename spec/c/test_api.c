@@ -592,6 +592,63 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* A daemon-like host that closed fds 0-2 after creating the processor:
+** the pipes pfp makes then land on 0, 1 and 2 in the host. */
+static void test_host_with_closed_stdio(void) {
+  int report[2] = {-1, -1};
+  CHECK(pipe(report) == 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    pfp_processor *p = new_loaded();
+    int devnull_check = report[1];
+    close(report[0]);
+    close(0);
+    close(1);
+    close(2);
+    int ok = p && pfp_register(p, "chatty", NULL) == PFP_OK &&
+             pfp_execute(p) == 0 &&
+             json_integer_value(pfp_record_result(pfp_record_at(p, 0))) == 1 &&
+             strcmp(pfp_record_stderr(pfp_record_at(p, 0), NULL),
+                    "to stderr\n") == 0;
+    char c = ok ? 'y' : 'n';
+    (void)!write(devnull_check, &c, 1);
+    pfp_processor_destroy(p);
+    _exit(0);
+  }
+  close(report[1]);
+  report[1] = -1;
+  char c = 0;
+  CHECK(read(report[0], &c, 1) == 1);
+  waitpid(pid, NULL, 0);
+  CHECK(c == 'y');
+out:
+  if (report[0] >= 0)
+    close(report[0]);
+  if (report[1] >= 0)
+    close(report[1]);
+}
+
+static void test_refuses_when_sigchld_is_ignored(void) {
+  struct sigaction ign, old;
+  memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
+  sigaction(SIGCHLD, &ign, &old);
+  int rc = pfp_execute(p);
+  sigaction(SIGCHLD, &old, NULL);
+  CHECK(rc == PFP_EINVAL);
+  CHECK(strstr(pfp_errmsg(p), "SIGCHLD is ignored") != NULL);
+  CHECK(pfp_record_count(p) == 0);
+  CHECK_EXEC(p, 0); /* and fine again once restored */
+out:
+  pfp_processor_destroy(p);
+}
+
 static void test_two_processors(void) {
   pfp_processor *a = new_loaded(), *b = new_loaded();
   CHECK(a != NULL && b != NULL);
@@ -638,6 +695,9 @@ int main(void) {
   run_test("works beside the program's own SIGCHLD handler and children",
            test_with_a_sigchld_handler);
   run_test("installs no signal handlers", test_installs_no_signal_handlers);
+  run_test("works in a host that closed its stdio", test_host_with_closed_stdio);
+  run_test("refuses to run while SIGCHLD is ignored",
+           test_refuses_when_sigchld_is_ignored);
   printf("1..%d\n", tests_run);
   return tests_failed == 0 ? 0 : 1;
 }

@@ -488,3 +488,100 @@ function f() local m = io.open(%q, "w"); m:write("ran"); m:close(); return 1 end
     assert.is_nil(err:find(secret, 1, true), err)
   end)
 end)
+
+describe("a function's own environment cannot break its child", function()
+  it("runs under a strict _G with os removed (errors stay in the child)", function()
+    local script = H.script([[
+os = nil
+setmetatable(_G, { __index = function(_, k) error("undeclared global '" .. tostring(k) .. "'", 2) end })
+function f() return 1 end
+function g() return undeclared_thing end
+]])
+    local records, out, err = run_json({ script, "f", "g" })
+    assert.is_table(records, out .. err)
+    assert.are.equal("ok", records[1].status, tostring(records[1].error))
+    assert.are.equal(1, records[1].result)
+    assert.are.equal("error", records[2].status)
+    assert.matches("undeclared global 'undeclared_thing'", records[2].error)
+    os.remove(script)
+  end)
+
+  it("keeps a Lua host's own code out of the child, even when setup fails there", function()
+    local out, err, code = H.sh("LUA_CPATH=" .. H.quote(H.pfp_cpath and H.pfp_cpath() or (build .. "/?.so;;")) ..
+      [[ lua5.4 -e '
+local pfp = require "pfp"
+local m = pfp.MultiProcessor{}
+m:register_function(function() return 1 end, {}, "f")
+local realos = os
+os = nil
+setmetatable(_G, { __index = function(_, k) error("undeclared global " .. tostring(k), 2) end })
+local ok, res = pcall(m.execute_parallel, m)
+rawset(_G, "os", realos); setmetatable(_G, nil)
+print("host after run", ok, res[1].status, res[1].result)']])
+    assert.are.equal(0, code, err)
+    -- Exactly one line: the child never returned into the host's script.
+    assert.are.equal("host after run\ttrue\tok\t1\n", out)
+  end)
+
+  it("delivers a result built right up to the memory limit", function()
+    local script = H.script([[
+function near_limit()
+  local t, key = {}, string.rep("k", 20000)
+  local filler = {}
+  for i = 1, 60 do filler[i] = string.rep("x", 10000) .. i end
+  t[key] = #filler
+  return t
+end
+]])
+    local records, out, err = run_json({ "--memory", "1M", script, "near_limit" })
+    assert.is_table(records, out .. err)
+    assert.are.equal("ok", records[1].status, tostring(records[1].error))
+    assert.are.equal(60, records[1].result[string.rep("k", 20000)])
+    os.remove(script)
+  end)
+
+  it("captures io.write output of a function that is later killed", function()
+    local script = H.script([[function loop() io.write("progress line\n") while true do end end]])
+    local records, out, err = run_json({ "-t", "0.3", "--kill-grace", "0.2", script, "loop" })
+    assert.is_table(records, out .. err)
+    assert.are.equal("timeout", records[1].status)
+    assert.are.equal("progress line\n", records[1].stdout)
+    os.remove(script)
+  end)
+
+  it("does not hand the jobs file to programs a function starts", function()
+    local dir = H.tmpdir()
+    local jobs = dir .. "/jobs.jsonl"
+    local f = assert(io.open(jobs, "w")); f:write('{"function": "fds"}\n'); f:close()
+    local script = H.script([[
+function fds()
+  local p = io.popen("for f in /proc/self/fd/*; do readlink $f; done")
+  local text = p:read("a"); p:close()
+  return text
+end
+]])
+    local records, out, err = run_json({ "--jobs-file", jobs, script })
+    assert.is_table(records, out .. err)
+    assert.are.equal("ok", records[1].status)
+    assert.is_nil(records[1].result:find("jobs.jsonl", 1, true), records[1].result)
+    os.remove(script)
+    H.rmrf(dir)
+  end)
+end)
+
+describe("pfp-run while it loads a script", function()
+  it("can still be stopped with SIGTERM", function()
+    local dir = H.tmpdir()
+    local script = H.script(string.format([[
+local f = io.open(%q, "w"); f:write("loading"); f:close()
+while true do end
+]], dir .. "/loading"))
+    local h = H.spawn({ script }, dir)
+    assert.is_true(H.wait_until(function() return H.exists(dir .. "/loading") and h.pid() ~= nil end, 10))
+    os.execute("kill -TERM " .. h.pid())
+    assert.is_true(H.wait_until(function() return h.status() ~= nil end, 10))
+    assert.are.equal(143, h.status())
+    os.remove(script)
+    H.rmrf(dir)
+  end)
+end)
