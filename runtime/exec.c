@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@ typedef struct exec_state {
   int stop_code;     /* first reason to stop, 0 while running normally */
   char *errmsg;
   char *chunk;       /* READ_CHUNK bytes */
+  pid_t host_pid;     /* the process that forks the children */
   struct pollfd *pfds;
   int *pfd_slot;     /* which slot each pollfd belongs to (-1: wake fd) */
 } exec_state;
@@ -93,6 +95,12 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
                                       const int err_pipe[2]) {
   int out_w = out_pipe[1], err_w = err_pipe[1];
   setpgid(0, 0);
+  /* If the host dies without a chance to clean up (SIGKILL, a crash), its
+  ** children follow instead of running on as orphans.  The check after
+  ** closes the race with a host that died before the prctl. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != e->host_pid)
+    _exit(126);
   /* The host may ignore or catch signals; the function starts clean. */
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
@@ -603,6 +611,7 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
   e.opts = opts;
   e.hooks = hooks;
   e.more_jobs = 1;
+  e.host_pid = getpid();
   e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   e.slots = calloc(opts->jobs, sizeof *e.slots);
   e.chunk = malloc(READ_CHUNK);

@@ -262,6 +262,14 @@ static int traceback(lua_State *L) {
 
 /* Runs the chunk on top of the stack once; a table it returns joins the
 ** exports, where functions are looked up by name. */
+/* Appends the table argument to the exports list (it may grow: memory). */
+static int add_exports_protected(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, EXPORTS_KEY);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
 static int run_chunk(pfp_processor *p) {
   lua_State *L = p->L;
   lua_pushcfunction(L, traceback);
@@ -271,12 +279,12 @@ static int run_chunk(pfp_processor *p) {
     lua_pop(L, 2);
     return rc;
   }
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_getfield(L, LUA_REGISTRYINDEX, EXPORTS_KEY);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  }
-  lua_pop(L, 2);
+  lua_remove(L, -2); /* the traceback handler */
+  if (lua_type(L, -1) == LUA_TTABLE)
+    return pcall_with(p, add_exports_protected, 1, 0, PFP_ENOMEM, "") == PFP_OK
+               ? ok(p)
+               : p->code;
+  lua_pop(L, 1);
   return ok(p);
 }
 
@@ -386,6 +394,14 @@ static int push_json_protected(lua_State *L) {
   return 1;
 }
 
+/* Builds the table for a JSON value and keeps it in the registry; returns
+** the reference. */
+static int ref_json_protected(lua_State *L) {
+  push_json_protected(L);
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+
 int pfp_set_context(pfp_processor *p, json_t *context) {
   if (p->executing)
     return set_error(p, PFP_EBUSY, NULL);
@@ -402,11 +418,12 @@ int pfp_set_context(pfp_processor *p, json_t *context) {
   /* Built into a Lua table once, here in the host: every child inherits
   ** it through fork. */
   lua_pushlightuserdata(p->L, context);
-  int rc = pcall_with(p, push_json_protected, 1, 1, PFP_ENOMEM, "context: ");
+  int rc = pcall_with(p, ref_json_protected, 1, 1, PFP_ENOMEM, "context: ");
   if (rc != PFP_OK)
     return rc;
   luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
-  p->context_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  p->context_ref = (int)lua_tointeger(p->L, -1);
+  lua_pop(p->L, 1);
   return ok(p);
 }
 
@@ -669,6 +686,11 @@ static int exec_done(void *ud, pfp_record *rec) {
   return stop;
 }
 
+static int new_table_protected(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}
+
 /* Children must stay waitable: with SIGCHLD ignored (or SA_NOCLDWAIT) the
 ** kernel reaps them at once and their exit status is lost. */
 static int children_waitable(pfp_processor *p) {
@@ -699,8 +721,10 @@ int pfp_execute(pfp_processor *p) {
 
   if (p->context_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->context_ref);
-  else
-    lua_newtable(L);
+  else if (pcall_with(p, new_table_protected, 0, 1, PFP_ENOMEM, "") != 0) {
+    p->executing = 0;
+    return p->code;
+  }
   /* Without a feed the job count is known: no more slots than jobs. */
   unsigned jobs = p->jobs;
   if (p->feed == NULL && p->nregs < jobs)

@@ -585,3 +585,24 @@ while true do end
     H.rmrf(dir)
   end)
 end)
+
+describe("pfp-run killed without a chance to clean up", function()
+  it("takes its children with it (SIGKILL leaves no orphan running)", function()
+    local dir = H.tmpdir()
+    local script = H.script(pid_writer(dir) .. [[
+function loop(q, c, a) note_pid(a.n); while true do end end
+]])
+    local h = H.spawn({ "-j", "2", script, 'loop={"n":1}', 'loop={"n":2}' }, dir)
+    assert.is_true(H.wait_until(function()
+      return H.exists(dir .. "/pid.1") and H.exists(dir .. "/pid.2") and h.pid() ~= nil
+    end, 10))
+    os.execute("kill -KILL " .. h.pid())
+    assert.is_true(H.wait_until(function() return h.status() ~= nil end, 10))
+    assert.are.equal(137, h.status())
+    local gone, pid = false, nil
+    assert.is_true(H.wait_until(function() gone, pid = all_gone(dir); return gone end, 5),
+      "child " .. tostring(pid) .. " outlived pfp-run")
+    os.remove(script)
+    H.rmrf(dir)
+  end)
+end)
