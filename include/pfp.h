@@ -229,11 +229,19 @@ PFP_API int pfp_set_keep_records(pfp_processor *p, int keep);
 ** pfp_register, so a long job list need not be held in memory.  It is
 ** called whenever a slot is free.  Return 1 after filling *name (copied by
 ** pfp before the next call) and *args (a new reference that pfp steals; NULL
-** means {}); 0 when there are no more jobs; -1 to fail the run, after which
-** pfp_execute returns PFP_EFEED with the message set by pfp_feed_error.
-** NULL removes the feed. */
+** means {}); 0 when there are no more jobs; PFP_FEED_WAIT when no job is
+** ready yet (pfp calls again once the descriptor given to pfp_set_feed_fd
+** is readable, and meanwhile keeps reading and reaping its children); -1 to
+** fail the run, after which pfp_execute returns PFP_EFEED with the message
+** set by pfp_feed_error.  NULL removes the feed. */
+#define PFP_FEED_WAIT 2
 typedef int (*pfp_feed_fn)(void *userdata, const char **name, json_t **args);
 PFP_API int pfp_set_feed(pfp_processor *p, pfp_feed_fn fn, void *userdata);
+
+/* The descriptor the feed reads its jobs from, polled while the feed
+** waits (PFP_FEED_WAIT).  -1 (the default): the feed never waits.  pfp only
+** polls it; the caller keeps it open and closes it. */
+PFP_API int pfp_set_feed_fd(pfp_processor *p, int fd);
 
 /* From inside a feed: sets the message pfp_execute reports with PFP_EFEED. */
 PFP_API void pfp_feed_error(pfp_processor *p, const char *message);

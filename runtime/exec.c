@@ -66,6 +66,7 @@ typedef struct exec_state {
   unsigned running;
   int devnull;
   int more_jobs;     /* the `next` hook may still have jobs */
+  int feed_waiting;  /* `next` waits for feed_fd to become readable */
   int pending;       /* a job taken from `next` waits for resources */
   char *pending_name;
   size_t pending_index;
@@ -280,6 +281,11 @@ static int take_job(exec_state *e) {
   char *name = NULL;
   size_t index = 0;
   int rc = e->hooks->next(e->hooks->ud, e->L, &name, &index);
+  if (rc == PFP_FEED_WAIT) {
+    free(name);
+    e->feed_waiting = 1;
+    return 0;
+  }
   if (rc == 1) {
     e->pending = 1;
     e->pending_name = name;
@@ -294,7 +300,8 @@ static int take_job(exec_state *e) {
 }
 
 static void start_jobs(exec_state *e) {
-  while (e->running < e->opts->jobs && e->stop_code == 0 && take_job(e)) {
+  while (e->running < e->opts->jobs && e->stop_code == 0 &&
+         !e->feed_waiting && take_job(e)) {
     slot *s = NULL;
     for (unsigned i = 0; i < e->opts->jobs; i++)
       if (!e->slots[i].active) {
@@ -542,13 +549,18 @@ static void run_loop(exec_state *e) {
       stopping = 1;
       terminate_all(e, pfp__now());
     }
-    if (e->running == 0)
+    int feed_wait = e->feed_waiting && e->more_jobs && e->stop_code == 0;
+    if (e->running == 0 && !feed_wait)
       break;
 
     nfds_t n = 0;
     if (e->opts->wake_fd >= 0 && !stopping) {
       e->pfds[n] = (struct pollfd){.fd = e->opts->wake_fd, .events = POLLIN};
       e->pfd_slot[n++] = -1;
+    }
+    if (feed_wait) {
+      e->pfds[n] = (struct pollfd){.fd = e->opts->feed_fd, .events = POLLIN};
+      e->pfd_slot[n++] = -2;
     }
     for (unsigned i = 0; i < e->opts->jobs; i++) {
       slot *s = &e->slots[i];
@@ -571,6 +583,10 @@ static void run_loop(exec_state *e) {
     for (nfds_t j = 0; rc > 0 && j < n; j++) {
       if (e->pfds[j].revents == 0)
         continue;
+      if (e->pfd_slot[j] == -2) {
+        e->feed_waiting = 0; /* input (or its end) has arrived */
+        continue;
+      }
       if (e->pfd_slot[j] < 0) {
         if (take_interrupt(e))
           set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
@@ -615,8 +631,8 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
   e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   e.slots = calloc(opts->jobs, sizeof *e.slots);
   e.chunk = malloc(READ_CHUNK);
-  e.pfds = calloc((size_t)opts->jobs * FD_KINDS + 1, sizeof *e.pfds);
-  e.pfd_slot = calloc((size_t)opts->jobs * FD_KINDS + 1, sizeof *e.pfd_slot);
+  e.pfds = calloc((size_t)opts->jobs * FD_KINDS + 2, sizeof *e.pfds);
+  e.pfd_slot = calloc((size_t)opts->jobs * FD_KINDS + 2, sizeof *e.pfd_slot);
   if (e.slots == NULL || e.chunk == NULL || e.pfds == NULL ||
       e.pfd_slot == NULL || !lua_checkstack(L, 8)) {
     set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));

@@ -2,6 +2,8 @@
 ** jobs_line.c — one line of a jobs file: {"function": "name", "args": {...}}.
 ** Kept apart from pfp-run so that the fuzzer can reach it.
 */
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,4 +81,56 @@ int pfp__parse_job_line(const char *line, size_t len, const char *source,
     return -1;
   }
   return 0;
+}
+
+/* ---- reading lines without blocking the engine ------------------------ */
+
+void pfp__line_reader_init(pfp__line_reader *r, int fd) {
+  memset(r, 0, sizeof *r);
+  r->fd = fd;
+}
+
+void pfp__line_reader_free(pfp__line_reader *r) { pfp__buf_free(&r->buf); }
+
+int pfp__line_reader_next(pfp__line_reader *r, const char **line, size_t *len,
+                          int may_block) {
+  for (;;) {
+    char *unread = r->buf.data + r->start;
+    size_t have = r->buf.len - r->start;
+    char *nl = have > 0 ? memchr(unread, '\n', have) : NULL;
+    if (nl != NULL) {
+      *line = unread;
+      *len = (size_t)(nl - unread);
+      r->start += *len + 1;
+      return 1;
+    }
+    if (r->eof) {
+      if (have == 0)
+        return 0;
+      *line = unread; /* a last line without a newline */
+      *len = have;
+      r->start = r->buf.len;
+      return 1;
+    }
+    if (r->start > 0) {
+      memmove(r->buf.data, unread, have);
+      r->buf.len = have;
+      r->start = 0;
+    }
+    if (!may_block) {
+      struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+      if (poll(&pfd, 1, 0) == 0)
+        return PFP_FEED_WAIT;
+    }
+    if (pfp__buf_reserve(&r->buf, 65536) != 0) {
+      errno = ENOMEM;
+      return -1;
+    }
+    ssize_t n = pfp__read_some(r->fd, r->buf.data + r->buf.len, 65536);
+    if (n < 0)
+      return errno == EAGAIN ? PFP_FEED_WAIT : -1;
+    if (n == 0)
+      r->eof = 1;
+    r->buf.len += (size_t)n;
+  }
 }

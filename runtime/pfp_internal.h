@@ -129,6 +129,22 @@ int pfp__parse_job_line(const char *line, size_t len, const char *source,
                         size_t line_no, char **name, json_t **args,
                         char **msg);
 
+/* Lines from a descriptor (a jobs file, or a pipe that delivers slowly). */
+typedef struct pfp__line_reader {
+  int fd;
+  pfp__buf buf; /* bytes read; those before `start` are used up */
+  size_t start;
+  int eof;
+} pfp__line_reader;
+
+void pfp__line_reader_init(pfp__line_reader *r, int fd);
+void pfp__line_reader_free(pfp__line_reader *r);
+/* The next line, without its newline, in *line and *len (valid until the next
+** call).  Returns 1, 0 at the end, PFP_FEED_WAIT when `may_block` is 0 and
+** no whole line can be had without waiting, -1 on a read error (errno). */
+int pfp__line_reader_next(pfp__line_reader *r, const char **line, size_t *len,
+                          int may_block);
+
 /* ---- wire.c: frames on the result pipe -------------------------------- */
 
 /* A frame is a type byte, a 64-bit little-endian length and the payload. */
@@ -212,12 +228,14 @@ typedef struct pfp__exec_opts {
   size_t memory_limit; /* 0: none */
   int wake_fd;        /* read end of the interrupt pipe */
   int wake_write_fd;  /* its write end: closed in children, never used */
+  int feed_fd;        /* polled while `next` waits for input, or -1 */
 } pfp__exec_opts;
 
 /* What to run comes from the caller: `next` pushes the function and its
 ** args table on L (2 values) and stores the registered name (a new string
 ** the executor frees) and 0-based index.  It returns 1, 0 when there are no
-** more jobs, or a negative PFP_E* code to stop.  `done` receives each
+** more jobs, PFP_FEED_WAIT when the next job is not ready before feed_fd is
+** readable, or a negative PFP_E* code to stop.  `done` receives each
 ** finished record (ownership passes) and returns 0, or a negative PFP_E*
 ** code to stop (PFP_EABORT: the caller's callback asked for it). */
 typedef struct pfp__exec_hooks {

@@ -11,6 +11,7 @@
 */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -35,11 +36,11 @@ typedef struct run {
   size_t printed;
   int write_failed;
   /* The jobs file, read as a stream. */
-  FILE *jobs;
+  int jobs_fd;             /* -1: no jobs file */
+  int jobs_seekable;       /* a regular file: read it whole, twice */
+  pfp__line_reader jobs;
   const char *jobs_name;
   size_t jobs_line;
-  char *line;
-  size_t line_cap;
   char *fed_name;
 } run;
 
@@ -246,22 +247,23 @@ static void finish_output(run *r) {
 
 /* ---- the jobs file ------------------------------------------------------ */
 
-/* Reads the next job; returns 1, 0 at the end, -1 with *msg. */
+/* Reads the next job; returns 1, 0 at the end, PFP_FEED_WAIT when a pipe
+** has no whole line yet, -1 with *msg. */
 static int next_job(run *r, char **name, json_t **args, char **msg) {
   for (;;) {
-    errno = 0;
-    ssize_t n = getline(&r->line, &r->line_cap, r->jobs);
-    if (n < 0) {
-      if (ferror(r->jobs)) {
-        *msg = pfp__strdupf("%s: read error: %s", r->jobs_name,
-                            strerror(errno ? errno : EIO));
-        return -1;
-      }
-      return 0;
+    const char *line;
+    size_t len;
+    int rc = pfp__line_reader_next(&r->jobs, &line, &len, r->jobs_seekable);
+    if (rc < 0) {
+      *msg = pfp__strdupf("%s: read error: %s", r->jobs_name,
+                          strerror(errno ? errno : EIO));
+      return -1;
     }
+    if (rc != 1)
+      return rc;
     r->jobs_line++;
-    int rc = pfp__parse_job_line(r->line, (size_t)n, r->jobs_name,
-                                 r->jobs_line, name, args, msg);
+    rc = pfp__parse_job_line(line, len, r->jobs_name, r->jobs_line, name,
+                             args, msg);
     if (rc != 1)
       return rc == 0 ? 1 : -1;
   }
@@ -311,7 +313,12 @@ static int validate_jobs_file(run *r) {
     free(msg);
     return -1;
   }
-  rewind(r->jobs);
+  if (lseek(r->jobs_fd, 0, SEEK_SET) != 0) {
+    fail_usage("%s: cannot read it again: %s", r->jobs_name, strerror(errno));
+    return -1;
+  }
+  pfp__line_reader_free(&r->jobs);
+  pfp__line_reader_init(&r->jobs, r->jobs_fd);
   r->jobs_line = 0;
   return 0;
 }
@@ -477,19 +484,19 @@ static int register_calls(run *r, const char *script, int argc, char **argv,
 }
 
 static int open_jobs_file(run *r, const char *path) {
-  r->jobs_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
-  if (strcmp(path, "-") == 0) {
-    r->jobs = stdin;
-    return -1;
-  }
   struct stat st;
-  r->jobs = fopen(path, "re");
-  if (r->jobs == NULL)
+  r->jobs_name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+  r->jobs_fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+  if (r->jobs_fd < 0)
     return fail_usage("cannot open jobs file %s: %s", path, strerror(errno));
-  if (fstat(fileno(r->jobs), &st) == 0 && S_ISDIR(st.st_mode))
+  pfp__line_reader_init(&r->jobs, r->jobs_fd);
+  if (fstat(r->jobs_fd, &st) != 0)
+    return fail_usage("cannot read jobs file %s: %s", r->jobs_name,
+                      strerror(errno));
+  if (S_ISDIR(st.st_mode))
     return fail_usage("cannot read jobs file %s: it is a directory", path);
-  if (fstat(fileno(r->jobs), &st) == 0 && S_ISREG(st.st_mode) &&
-      validate_jobs_file(r) != 0)
+  r->jobs_seekable = S_ISREG(st.st_mode);
+  if (r->jobs_seekable && validate_jobs_file(r) != 0)
     return EXIT_USAGE;
   return -1;
 }
@@ -519,6 +526,7 @@ int main(int argc, char **argv) {
   run r;
   memset(&s, 0, sizeof s);
   memset(&r, 0, sizeof r);
+  r.jobs_fd = -1;
   int status = parse_options(argc, argv, &s);
   if (status >= 0)
     return status;
@@ -575,8 +583,10 @@ int main(int argc, char **argv) {
   /* Only now: until children run, the default action (die) is right, and
   ** a script stuck while loading can still be interrupted. */
   install_signal_handlers(r.p);
-  if (r.jobs != NULL)
+  if (r.jobs_fd >= 0) {
     pfp_set_feed(r.p, feed, &r);
+    pfp_set_feed_fd(r.p, r.jobs_fd);
+  }
 
   int rc = pfp_execute(r.p);
   finish_output(&r);
@@ -596,12 +606,12 @@ int main(int argc, char **argv) {
   }
 
 done:
-  if (r.jobs != NULL && r.jobs != stdin)
-    fclose(r.jobs);
+  if (r.jobs_fd > 0)
+    close(r.jobs_fd);
+  pfp__line_reader_free(&r.jobs);
   for (size_t i = 0; i < r.cap_waiting; i++)
     free(r.waiting[i]);
   free(r.waiting);
-  free(r.line);
   free(r.fed_name);
   signal_target = NULL;
   pfp_processor_destroy(r.p);

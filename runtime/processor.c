@@ -47,6 +47,7 @@ struct pfp_processor {
   int keep_records;
   pfp_feed_fn feed;
   void *feed_ud;
+  int feed_fd;
   char *feed_msg;
 
   pfp_record **records; /* indexed by registration index while running */
@@ -166,6 +167,7 @@ static pfp_processor *processor_new(lua_State *L, int owns) {
   p->owns_state = owns;
   p->wake[0] = p->wake[1] = -1;
   p->context_ref = LUA_NOREF;
+  p->feed_fd = -1;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   p->jobs = cpus > 0 ? (unsigned)cpus : 1;
   p->kill_grace = 1.0;
@@ -574,6 +576,11 @@ int pfp_set_feed(pfp_processor *p, pfp_feed_fn fn, void *userdata) {
   return ok(p);
 }
 
+int pfp_set_feed_fd(pfp_processor *p, int fd) {
+  p->feed_fd = fd < 0 ? -1 : fd;
+  return ok(p);
+}
+
 void pfp_feed_error(pfp_processor *p, const char *message) {
   free(p->feed_msg);
   p->feed_msg = pfp__strdup(message ? message : "job feed failed");
@@ -613,6 +620,14 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
     int rc = p->feed(p->feed_ud, &fed_name, &args);
     if (rc == 0)
       return 0;
+    if (rc == PFP_FEED_WAIT) {
+      json_decref(args);
+      if (p->feed_fd >= 0)
+        return PFP_FEED_WAIT;
+      errorf(p, PFP_EFEED, "job feed: asked to wait, but no descriptor was "
+                           "given with pfp_set_feed_fd");
+      return PFP_EFEED;
+    }
     if (rc < 0) {
       json_decref(args);
       char *msg = p->feed_msg;
@@ -729,8 +744,9 @@ int pfp_execute(pfp_processor *p) {
   unsigned jobs = p->jobs;
   if (p->feed == NULL && p->nregs < jobs)
     jobs = p->nregs > 0 ? (unsigned)p->nregs : 1;
-  pfp__exec_opts opts = {jobs, p->timeout, p->kill_grace, p->output_limit,
-                         p->memory_limit, p->wake[0], p->wake[1]};
+  pfp__exec_opts opts = {jobs,         p->timeout,        p->kill_grace,
+                         p->output_limit, p->memory_limit, p->wake[0],
+                         p->wake[1],      p->feed ? p->feed_fd : -1};
   pfp__exec_hooks hooks = {exec_next, exec_done, p};
   char *msg = NULL;
   int top = lua_gettop(L);

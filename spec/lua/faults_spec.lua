@@ -606,3 +606,33 @@ function loop(q, c, a) note_pid(a.n); while true do end end
     H.rmrf(dir)
   end)
 end)
+
+describe("a jobs file that arrives slowly on a pipe", function()
+  it("does not hold up running functions, their timeouts or their records", function()
+    local dir = H.tmpdir()
+    local script = H.script([[
+function loop() while true do end end
+function fast() return "fast" end
+]])
+    local fifo = dir .. "/jobs"
+    os.execute("mkfifo " .. H.quote(fifo))
+    local h = H.spawn({ "-t", "0.3", "--kill-grace", "0.1", "--format", "jsonl", "--jobs-file", fifo, script }, dir)
+    -- The writer sends two jobs and then holds the pipe open, sending the
+    -- last job only once both records are out: a blocked reader would
+    -- never let them out, and this would time out.
+    local w = assert(io.open(fifo, "w"))
+    w:write('{"function": "loop"}\n{"function": "fast"}\n'); w:flush()
+    local got_both = H.wait_until(function()
+      local text = H.exists(h.out) and H.slurp(h.out) or ""
+      return text:find('"status":"timeout"', 1, true) and text:find('"result":"fast"', 1, true)
+    end, 10)
+    w:write('{"function": "fast"}\n'); w:close()
+    assert.is_true(got_both, "records waited for the jobs pipe")
+    assert.is_true(H.wait_until(function() return h.status() ~= nil end, 10))
+    assert.are.equal(1, h.status())
+    local records = H.decode_lines(H.slurp(h.out))
+    assert.are.equal(3, #records)
+    os.remove(script)
+    H.rmrf(dir)
+  end)
+end)
