@@ -51,6 +51,9 @@ help:
 	@echo "make example      run the counters example"
 	@echo "make asan         build and run the tests with AddressSanitizer and UBSan"
 	@echo "make valgrind     the C tests and a pfp-run session under valgrind memcheck"
+	@echo "make fuzz         libFuzzer targets, FUZZ_SECONDS each (clang needed)"
+	@echo "make stress       load tests: 100k calls, -j 500, huge results, a random mix"
+	@echo "make soak         SECONDS of rounds in one host, checking it stays clean"
 	@echo "make install      install under PREFIX ($(PREFIX)), honouring DESTDIR, with pfp.pc"
 	@echo "make clean        remove $(BUILD)/"
 
@@ -127,3 +130,59 @@ uninstall:
 
 clean:
 	rm -rf build build-asan
+
+# ---- fuzzing (spec/fuzz/) ---------------------------------------------------
+# `make fuzz FUZZ_SECONDS=N` builds each target with clang's libFuzzer, ASan
+# and UBSan into build-fuzz/ (the runtime compiled afresh, instrumented) and
+# runs each for N seconds; any crash, leak or hang fails.  The same targets
+# are also built with $(CC) and spec/fuzz/replay.c into $(BUILD)/, and
+# `make test` replays every seed and every regression input through them.
+# CI: PFP_DEPS_EXTRA="clang libclang-rt-14-dev" scripts/with-deps make fuzz
+
+FUZZ_SECONDS ?= 10
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_TARGETS := fuzz_frames fuzz_json_lua fuzz_lua_values fuzz_inputs
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 $(WARNINGS) -O1 -g -DPFP_BUILDING -D_GNU_SOURCE \
+                -Iinclude -Iruntime -Ispec/fuzz $(DEPS_CFLAGS)
+FUZZ_OBJ     := $(ENGINE_SRC:runtime/%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+REPLAY       := $(FUZZ_TARGETS:%=$(BUILD)/replay_%)
+
+# The objects are only prerequisites of pattern rules: keep them anyway.
+.SECONDARY: $(FUZZ_OBJ)
+
+.PHONY: fuzz fuzz-build clean-fuzz
+
+fuzz: $(FUZZ_BINS)
+	@sh spec/fuzz/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -c $< -o $@
+
+$(FUZZ_BUILD)/obj:
+	mkdir -p $@
+
+$(FUZZ_BUILD)/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/fuzz.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -o $@ $< $(FUZZ_OBJ) \
+	    $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+$(BUILD)/replay_%: spec/fuzz/%.c spec/fuzz/replay.c spec/fuzz/fuzz.h \
+                   $(BUILD)/libpfp.a
+	$(CC) $(ALL_CFLAGS) -Ispec/fuzz -o $@ $< spec/fuzz/replay.c \
+	    $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+# Added here rather than in the rules above: a prerequisite list is expanded
+# when read, before these variables exist.  `make asan` runs `test` with
+# BUILD=build-asan, so the replay binaries are built with the sanitizers too.
+test: $(REPLAY)
+
+clean: clean-fuzz
+
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
+# ---- end of fuzzing ----------------------------------------------------------

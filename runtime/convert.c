@@ -194,6 +194,9 @@ static int is_identifier(const char *s, size_t n) {
   return 1;
 }
 
+#define PATH_ENDS 8     /* steps shown at each end of a long path */
+#define PATH_KEY_MAX 64 /* bytes of a key shown */
+
 /* Records "path: what" as the encoder's error; returns -2. */
 static int fail(encoder *e, int depth, const char *fmt, ...)
     PFP__PRINTF(3, 4);
@@ -202,16 +205,27 @@ static int fail(encoder *e, int depth, const char *fmt, ...) {
   va_list ap;
   char what[256];
   pfp__buf_puts(&msg, e->root);
+  /* The path stays readable and small however deep or long the keys are:
+  ** long keys are cut, and only the first and last steps of a deep path
+  ** are shown. */
   for (int d = 0; d < depth; d++) {
     const path_step *s = &e->steps[d];
+    if (depth > 2 * PATH_ENDS && d == PATH_ENDS) {
+      pfp__buf_printf(&msg, "\xE2\x80\xA6(%d levels)\xE2\x80\xA6",
+                      depth - 2 * PATH_ENDS);
+      d = depth - PATH_ENDS - 1;
+      continue;
+    }
+    size_t len = s->key_len > PATH_KEY_MAX ? PATH_KEY_MAX : s->key_len;
+    const char *cut = len < s->key_len ? "\xE2\x80\xA6" : ""; /* U+2026 */
     if (s->key == NULL)
       pfp__buf_printf(&msg, "[%lld]", (long long)s->index);
     else if (is_identifier(s->key, s->key_len))
-      pfp__buf_printf(&msg, ".%.*s", (int)s->key_len, s->key);
+      pfp__buf_printf(&msg, ".%.*s%s", (int)len, s->key, cut);
     else {
       pfp__buf_puts(&msg, "[");
-      pfp__jw_string(&msg, s->key, s->key_len, 1, NULL);
-      pfp__buf_puts(&msg, "]");
+      pfp__jw_string(&msg, s->key, len, 1, NULL);
+      pfp__buf_printf(&msg, "%s]", cut);
     }
   }
   va_start(ap, fmt);

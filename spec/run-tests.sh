@@ -59,5 +59,34 @@ if [ "${SANITIZE:-}" != 1 ]; then
   suite "C allocation-failure tests" "$top/$BUILD/test_oom"
 fi
 
+# Each fuzz target replays its seed corpus and every input that once made
+# it crash (spec/fuzz/regressions/), built without libFuzzer.
+replay_fuzz_inputs() {
+  rn=0; rbad=0
+  for rbin in "$top/$BUILD"/replay_fuzz_*; do
+    [ -x "$rbin" ] || continue
+    rt=${rbin##*/replay_}
+    set --
+    for rfile in "$top/spec/fuzz/corpus/$rt"/* \
+                 "$top/spec/fuzz/regressions/$rt"/*; do
+      [ -f "$rfile" ] && set -- "$@" "$rfile"
+    done
+    rn=$((rn + 1))
+    if "$rbin" "$@" >"$log/replay" 2>&1; then
+      echo "ok $rn - replay $rt $# inputs"
+    else
+      echo "not ok $rn - replay $rt $# inputs"
+      tail -n 20 "$log/replay" | sed 's/^/#   /'
+      rbad=1
+    fi
+  done
+  if [ "$rn" -eq 0 ]; then
+    echo "not ok 1 - replay: no replay_fuzz_* programs in $BUILD"
+    rbad=1
+  fi
+  return $rbad
+}
+suite "fuzz replay" replay_fuzz_inputs
+
 echo "$passed passed, $failed failed"
 exit $status

@@ -283,7 +283,9 @@ end
     records, out, err, code = run_json({ s, 'nest={"levels":1001}' })
     assert.are.equal(1, code, err)
     assert.are.equal("error", records[1].status)
-    assert_contains(records[1].error, "result" .. string.rep("[1]", 999), "error")
+    -- The path shows its first and last steps and counts the rest.
+    assert_contains(records[1].error, "result" .. string.rep("[1]", 8) .. "\u{2026}(984 levels)\u{2026}" ..
+      string.rep("[1]", 8) .. ": table nested deeper than 1000 levels", "error")
   end)
 
   ---------------------------------------------------------------------------

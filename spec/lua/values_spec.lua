@@ -287,9 +287,17 @@ describe("values", function()
     it("encode refuses nesting deeper than 1000 levels", function()
       local ok, err = pcall(pfp.encode, nest(1001))
       assert.is_false(ok)
-      assert.matches("pfp.encode: value" .. string.rep("[1]", 1000) ..
-        ": table nested deeper than 1000 levels", err, 1, true)
+      -- The path shows its first and last steps and counts the rest.
+      assert.matches("pfp.encode: value" .. string.rep("[1]", 8) .. "\u{2026}(984 levels)\u{2026}" ..
+        string.rep("[1]", 8) .. ": table nested deeper than 1000 levels", err, 1, true)
       assert.is_true(pcall(pfp.encode, nest(1000)))
+    end)
+
+    it("error paths stay short however long the keys are", function()
+      local key = string.rep("k", 100000)
+      local ok, err = pcall(pfp.encode, { a = { [key] = { f = print } } })
+      assert.is_false(ok)
+      assert.are.equal("pfp.encode: value.a." .. string.rep("k", 64) .. "\u{2026}.f: function cannot be serialized", err)
     end)
 
     it("decode uses the same 1000-level limit", function()

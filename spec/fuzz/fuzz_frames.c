@@ -1,0 +1,285 @@
+/*
+** fuzz_frames.c — the host's reader of the frames a child writes on its
+** result pipe (pfp__frame_reader_feed).
+**
+** A child can die mid-write or write anything at all, so the reader must
+** cope with every byte stream.  Each input becomes a stream, which is fed
+** whole, one byte at a time, in chunks whose sizes come from the input and,
+** for short streams, split in two at every position.  Every way of feeding
+** must end in the same state, and that state must be what a plain reference
+** decoder of the whole stream expects.
+**
+** Input: byte 0 picks the mode (bit 0: raw bytes or frames built from a
+** description, see build_frames), bytes 1-2 seed the chunk sizes, the rest
+** is the stream or its description.
+*/
+#include <string.h>
+
+#include "fuzz.h"
+#include "pfp_internal.h"
+
+/* ---- the reference decoder ------------------------------------------- */
+
+enum { SLOT_NAME, SLOT_RESULT, SLOT_ERROR, SLOTS };
+
+typedef struct expected {
+  const unsigned char *slot[SLOTS];
+  size_t slot_len[SLOTS];
+  int protocol_error;
+  int partial;
+} expected;
+
+static int slot_of(int type) {
+  return type == PFP__FRAME_NAME     ? SLOT_NAME
+         : type == PFP__FRAME_RESULT ? SLOT_RESULT
+         : type == PFP__FRAME_ERROR  ? SLOT_ERROR
+                                     : -1;
+}
+
+/* Decodes the whole stream at once, the simplest way the format allows. */
+static void decode(const unsigned char *s, size_t n, expected *x) {
+  size_t pos = 0;
+  memset(x, 0, sizeof *x);
+  while (pos < n) {
+    /* The type byte is judged as soon as it arrives: garbage shorter than
+    ** a header is garbage, not a cut-off frame. */
+    int slot = slot_of(s[pos]);
+    if (slot < 0) {
+      x->protocol_error = 1;
+      return;
+    }
+    if (n - pos < PFP__FRAME_HEADER) {
+      x->partial = 1;
+      return;
+    }
+    uint64_t len = 0;
+    for (int i = 0; i < 8; i++)
+      len |= (uint64_t)s[pos + 1 + i] << (8 * i);
+    if (len > PFP__FRAME_MAX) {
+      x->protocol_error = 1;
+      return;
+    }
+    pos += PFP__FRAME_HEADER;
+    if (n - pos < len) {
+      x->partial = 1;
+      return;
+    }
+    /* A second frame of a kind is refused only once it is complete. */
+    if (x->slot[slot] != NULL) {
+      x->protocol_error = 1;
+      return;
+    }
+    x->slot[slot] = s + pos;
+    x->slot_len[slot] = (size_t)len;
+    pos += (size_t)len;
+  }
+}
+
+/* ---- comparing a reader with the reference --------------------------- */
+
+static void check_slot(const char *got, size_t got_len, const unsigned char *want,
+                       size_t want_len) {
+  if (want == NULL) {
+    FUZZ_CHECK(got == NULL);
+    return;
+  }
+  FUZZ_CHECK(got != NULL);
+  FUZZ_CHECK(got_len == want_len);
+  FUZZ_CHECK(memcmp(got, want, want_len) == 0);
+  /* Delivered payloads are NUL-terminated for the callers that print them. */
+  FUZZ_CHECK(got[want_len] == '\0');
+}
+
+static void check_reader(const pfp__frame_reader *r, const expected *x,
+                         size_t fed) {
+  /* The name and error slots keep no length; the reference gives it, and
+  ** the terminating NUL is checked at exactly that offset. */
+  check_slot(r->name, x->slot_len[SLOT_NAME], x->slot[SLOT_NAME],
+             x->slot_len[SLOT_NAME]);
+  check_slot(r->result, r->result_len, x->slot[SLOT_RESULT],
+             x->slot_len[SLOT_RESULT]);
+  check_slot(r->error, x->slot_len[SLOT_ERROR], x->slot[SLOT_ERROR],
+             x->slot_len[SLOT_ERROR]);
+  FUZZ_CHECK((r->protocol_error != NULL) == x->protocol_error);
+  if (r->protocol_error != NULL) {
+    FUZZ_CHECK(r->protocol_error[0] != '\0');
+    /* Nothing is buffered once the reader has given up. */
+    FUZZ_CHECK(r->payload.len == 0);
+  }
+  FUZZ_CHECK(pfp__frame_reader_partial(r) == x->partial);
+  FUZZ_CHECK(r->header_len <= PFP__FRAME_HEADER);
+  /* Never more payload held than bytes fed. */
+  size_t held = r->payload.len + x->slot_len[SLOT_NAME] +
+                x->slot_len[SLOT_RESULT] + x->slot_len[SLOT_ERROR];
+  FUZZ_CHECK(held <= fed);
+  if (r->in_payload && r->protocol_error == NULL)
+    FUZZ_CHECK(r->payload.len < r->want);
+}
+
+/* ---- ways of feeding ------------------------------------------------- */
+
+/* A small deterministic generator for chunk sizes, seeded by the input. */
+static unsigned next_rand(unsigned *state) {
+  *state = *state * 1103515245u + 12345u;
+  return (*state >> 16) & 0x7fff;
+}
+
+static void feed(pfp__frame_reader *r, const unsigned char *s, size_t n) {
+  /* Out of memory is the only failure, and these inputs are small. */
+  FUZZ_CHECK(pfp__frame_reader_feed(r, (const char *)s, n) == 0);
+}
+
+static void run_whole(const unsigned char *s, size_t n, const expected *x) {
+  pfp__frame_reader r = {0};
+  feed(&r, s, n);
+  check_reader(&r, x, n);
+  /* An empty read changes nothing. */
+  feed(&r, NULL, 0);
+  check_reader(&r, x, n);
+  pfp__frame_reader_free(&r);
+}
+
+static void run_bytewise(const unsigned char *s, size_t n, const expected *x) {
+  pfp__frame_reader r = {0};
+  for (size_t i = 0; i < n; i++)
+    feed(&r, s + i, 1);
+  check_reader(&r, x, n);
+  pfp__frame_reader_free(&r);
+}
+
+static void run_chunks(const unsigned char *s, size_t n, const expected *x,
+                       unsigned seed) {
+  pfp__frame_reader r = {0};
+  size_t pos = 0;
+  while (pos < n) {
+    /* Mostly small chunks, so that headers and payloads are cut anywhere,
+    ** now and then a large one; empty reads included. */
+    unsigned v = next_rand(&seed);
+    size_t take = v % 4 == 0 ? v % 4096 : v % 13;
+    if (take > n - pos)
+      take = n - pos;
+    feed(&r, take ? s + pos : NULL, take);
+    pos += take;
+  }
+  check_reader(&r, x, n);
+  pfp__frame_reader_free(&r);
+}
+
+static void run_split_everywhere(const unsigned char *s, size_t n,
+                                 const expected *x) {
+  for (size_t k = 0; k <= n; k++) {
+    pfp__frame_reader r = {0};
+    feed(&r, s, k);
+    feed(&r, s + k, n - k);
+    check_reader(&r, x, n);
+    pfp__frame_reader_free(&r);
+  }
+}
+
+/* ---- frames built from a description --------------------------------- */
+
+/* Lengths a broken or hostile child could announce. */
+static const uint64_t odd_lengths[] = {
+    PFP__FRAME_MAX,       PFP__FRAME_MAX + 1,   PFP__FRAME_MAX - 1,
+    UINT64_MAX,           UINT64_MAX - 1,       (uint64_t)1 << 63,
+    (uint64_t)SIZE_MAX,   (uint64_t)1 << 32,    ((uint64_t)1 << 32) - 1,
+    (uint64_t)INT32_MAX,  (uint64_t)INT32_MAX + 1,
+};
+
+static void put(pfp__buf *b, const void *p, size_t n) {
+  FUZZ_CHECK(pfp__buf_append(b, p, n) == 0);
+}
+
+static void put_header(pfp__buf *b, unsigned char type, uint64_t len) {
+  unsigned char h[PFP__FRAME_HEADER];
+  h[0] = type;
+  for (int i = 0; i < 8; i++)
+    h[1 + i] = (unsigned char)(len >> (8 * i));
+  put(b, h, sizeof h);
+}
+
+/* Each frame is described by an op byte, then what the op needs:
+**   bits 0-1: type N, R, E, or a garbage type byte taken from the input;
+**   bits 2-4: 0-3 exact length (next byte), 4 truncated (declares more than
+**             it carries), 5 an odd length from the table (next byte picks),
+**             6 empty payload, 7 raw 8-byte length from the input;
+**   the payload bytes come from the input after that. */
+static void build_frames(const unsigned char *d, size_t n, pfp__buf *out) {
+  static const unsigned char types[] = {PFP__FRAME_NAME, PFP__FRAME_RESULT,
+                                        PFP__FRAME_ERROR};
+  size_t i = 0;
+  while (i < n) {
+    unsigned op = d[i++];
+    unsigned char type = (op & 3) == 3 ? (i < n ? d[i++] : 0) : types[op & 3];
+    unsigned kind = (op >> 2) & 7;
+    size_t have = n - i;
+    size_t len = 0;
+    uint64_t declared;
+    switch (kind) {
+    case 4: /* truncated: the child died mid-write */
+      len = i < n ? d[i++] : 0;
+      have = n - i;
+      if (len > have)
+        len = have;
+      put_header(out, type, (uint64_t)len + 1 + (op >> 5));
+      put(out, d + i, len);
+      return; /* nothing can follow a partial frame */
+    case 5:
+      declared = odd_lengths[(i < n ? d[i++] : 0) %
+                             (sizeof odd_lengths / sizeof odd_lengths[0])];
+      have = n - i;
+      len = have < 64 ? have : 64;
+      put_header(out, type, declared);
+      put(out, d + i, len);
+      return;
+    case 6:
+      put_header(out, type, 0);
+      continue;
+    case 7:
+      declared = 0;
+      for (int k = 0; k < 8; k++)
+        declared |= (uint64_t)(i < n ? d[i++] : 0) << (8 * k);
+      have = n - i;
+      len = declared < have ? (size_t)declared : have;
+      put_header(out, type, declared);
+      put(out, d + i, len);
+      i += len;
+      continue;
+    default:
+      len = i < n ? d[i++] : 0;
+      have = n - i;
+      if (len > have)
+        len = have;
+      put_header(out, type, len);
+      put(out, d + i, len);
+      i += len;
+      continue;
+    }
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 3)
+    return 0;
+  unsigned mode = data[0];
+  unsigned seed = (unsigned)data[1] | (unsigned)data[2] << 8;
+  const unsigned char *body = data + 3;
+  size_t n = size - 3;
+  pfp__buf built = {0};
+  if (mode & 1) {
+    static const unsigned char none[1];
+    build_frames(body, n, &built);
+    /* An empty buffer has no data pointer, and NULL + 0 is undefined. */
+    body = built.data ? (const unsigned char *)built.data : none;
+    n = built.len;
+  }
+  expected x;
+  decode(body, n, &x);
+  run_whole(body, n, &x);
+  run_bytewise(body, n, &x);
+  run_chunks(body, n, &x, seed);
+  if (n <= 300)
+    run_split_everywhere(body, n, &x);
+  pfp__buf_free(&built);
+  return 0;
+}

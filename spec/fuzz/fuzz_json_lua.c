@@ -1,0 +1,88 @@
+/*
+** fuzz_json_lua.c — JSON -> Lua -> JSON, the path of a context and of args
+** (pfp__push_json) and of a result (pfp__lua_to_json).
+**
+** Any JSON text jansson accepts must come back as an equal JSON value after
+** a trip through a Lua state, except for what pfp refuses on purpose: values
+** nested deeper than PFP_MAX_DEPTH (refused by pfp__push_json, with nothing
+** left on the stack) and object keys containing a NUL byte (refused by the
+** encoder, since jansson cannot read such keys back).  pfp's own writer of
+** jansson values (pfp__jw_json) must round-trip too.
+*/
+#include <string.h>
+
+#include "fuzz.h"
+#include "pfp_internal.h"
+
+#define FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
+
+/* One state for every input, as a host keeps one across many results;
+** reachable from here, so LeakSanitizer does not count it. */
+static lua_State *L;
+
+static void check_equal_after_reparse(const json_t *want, const pfp__buf *b) {
+  json_error_t err;
+  json_t *again = json_loadb(b->data, b->len, FLAGS, &err);
+  if (again == NULL)
+    fprintf(stderr, "written text does not parse: %s\n%.*s\n", err.text,
+            (int)(b->len > 400 ? 400 : b->len), b->data);
+  FUZZ_CHECK(again != NULL);
+  FUZZ_CHECK(json_equal(want, again));
+  json_decref(again);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (L == NULL) {
+    L = luaL_newstate();
+    FUZZ_CHECK(L != NULL);
+    pfp__setup_state(L);
+  }
+  json_error_t err;
+  json_t *v = json_loadb((const char *)data, size, FLAGS, &err);
+  if (v == NULL)
+    return 0;
+  int deep = !pfp__json_depth_ok(v);
+  int nul_key = pfp__json_keys_have_nul(v);
+  int top = lua_gettop(L);
+
+  if (pfp__push_json(L, v) != 0) {
+    /* Refused only for depth, and then with nothing pushed. */
+    FUZZ_CHECK(deep);
+    FUZZ_CHECK(lua_gettop(L) == top);
+    json_decref(v);
+    lua_gc(L, LUA_GCCOLLECT);
+    return 0;
+  }
+  FUZZ_CHECK(!deep);
+  FUZZ_CHECK(lua_gettop(L) == top + 1);
+
+  pfp__buf b = {0};
+  char *msg = NULL;
+  int rc = pfp__lua_to_json(L, -1, "result", &b, &msg);
+  FUZZ_CHECK(lua_gettop(L) == top + 1);
+  if (rc != 0) {
+    fprintf(stderr, "refused: %s\n", msg ? msg : "(no message)");
+    FUZZ_CHECK(rc == -2 && nul_key);
+    FUZZ_CHECK(msg != NULL && strncmp(msg, "result", 6) == 0 &&
+               strstr(msg, "NUL") != NULL);
+  } else {
+    FUZZ_CHECK(!nul_key);
+    check_equal_after_reparse(v, &b);
+  }
+  free(msg);
+  pfp__buf_free(&b);
+  lua_settop(L, top);
+
+  /* The writer of jansson values (used for records) reads back equal too;
+  ** it writes keys up to their first NUL, so such keys are left out. */
+  if (!nul_key) {
+    FUZZ_CHECK(pfp__jw_json(&b, v) == 0);
+    check_equal_after_reparse(v, &b);
+    pfp__buf_free(&b);
+  }
+  json_decref(v);
+  /* What this input made is freed now: libFuzzer runs a (slow) leak
+  ** check after any input that allocated more than it freed. */
+  lua_gc(L, LUA_GCCOLLECT);
+  return 0;
+}
