@@ -8,6 +8,8 @@ dir=$1
 seconds=$2
 shift 2
 status=0
+passed=0
+failed=0
 for t in "$@"; do
   work="$dir/work/$t"
   artifacts="$dir/artifacts/$t"
@@ -32,6 +34,10 @@ for t in "$@"; do
     echo "$t: FAILED (exit $rc), log $log, inputs in $artifacts/:"
     grep -E 'ERROR|SUMMARY|invariant failed|Test unit written' "$log" | head -n 20 | sed 's/^/  /'
     status=1
+    failed=$((failed + 1))
+  else
+    passed=$((passed + 1))
   fi
 done
+echo "$passed passed, $failed failed"
 exit $status
