@@ -36,7 +36,7 @@ HEADERS    := include/pfp.h runtime/pfp_internal.h
 
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
-C_TESTS  := $(BUILD)/test_api $(BUILD)/fail_fork.so
+C_TESTS  := $(BUILD)/test_api $(BUILD)/fail_fork.so $(BUILD)/close_fd.so
 ifeq ($(SANITIZE),)
 C_TESTS  += $(BUILD)/test_oom
 endif
@@ -88,6 +88,10 @@ $(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a
 # A test shim, preloaded into pfp-run by the fault-injection spec.
 $(BUILD)/fail_fork.so: spec/c/fail_fork.c
 	$(CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $< -ldl
+
+# A Lua C function that closes a descriptor, loaded by the faults spec.
+$(BUILD)/close_fd.so: spec/c/close_fd.c
+	$(CC) -shared -fPIC -O1 -Wall -Wextra $(DEPS_CFLAGS) -o $@ $<
 
 test: all $(C_TESTS)
 	@BUILD=$(BUILD) LUA=$(LUA) BUSTED=$(BUSTED) sh spec/run-tests.sh
@@ -186,3 +190,27 @@ clean: clean-fuzz
 clean-fuzz:
 	rm -rf $(FUZZ_BUILD)
 # ---- end of fuzzing ----------------------------------------------------------
+
+# ---- load, stress and soak tests (spec/stress/; not part of `make test`) ----
+# make stress             a-e: 100,000 calls, -j 500 and low limits, a 200 MB
+#                         result and 2,000 x 1 MB of stdout, a 5,000-call
+#                         random mix (also on an overloaded machine),
+#                         unwritable output; PASS/FAIL lines with the
+#                         numbers.  Subset: STRESS_TESTS="mix output".
+# make soak SECONDS=N     rounds of random mixes in one lua5.4 host for N s
+#                         (default 60), checking children, fds and memory.
+SECONDS ?= 60
+STRESS_TESTS ?=
+
+.PHONY: stress soak
+
+$(BUILD)/stress/measure: spec/stress/measure.c
+	mkdir -p $(BUILD)/stress
+	$(CC) -std=c11 -O2 -g $(WARNINGS) -o $@ $<
+
+stress: all $(BUILD)/stress/measure
+	@BUILD=$(BUILD) LUA=$(LUA) sh spec/stress/run.sh $(STRESS_TESTS)
+
+soak: all $(BUILD)/stress/measure
+	@BUILD=$(BUILD) LUA=$(LUA) sh spec/stress/soak.sh $(SECONDS)
+# ---- end of stress and soak --------------------------------------------------

@@ -299,9 +299,21 @@ static int take_job(exec_state *e) {
   return 0;
 }
 
-static void start_jobs(exec_state *e) {
+/* Forks at most this many children per turn of the loop, so that with a
+** large `jobs` the running children's pipes and deadlines are still seen
+** to while the rest start. */
+#define FORKS_PER_TURN 16
+
+/* Starts jobs while there are free slots; returns whether more could have
+** started this turn (the caller then polls without waiting). */
+static int start_jobs(exec_state *e) {
+  int started = 0;
   while (e->running < e->opts->jobs && e->stop_code == 0 &&
-         !e->feed_waiting && take_job(e)) {
+         !e->feed_waiting) {
+    if (started == FORKS_PER_TURN)
+      return 1;
+    if (!take_job(e))
+      break;
     slot *s = NULL;
     for (unsigned i = 0; i < e->opts->jobs; i++)
       if (!e->slots[i].active) {
@@ -310,7 +322,9 @@ static void start_jobs(exec_state *e) {
       }
     if (fork_job(e, s) == 1)
       break;
+    started++;
   }
+  return 0;
 }
 
 /* ---- reading --------------------------------------------------------- */
@@ -488,11 +502,24 @@ static void terminate_all(exec_state *e, double now) {
   }
 }
 
+/* True when the child has exited (and is not yet reaped): a deadline that
+** passes between its exit and our noticing it is not a timeout. */
+static int has_exited(const slot *s) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  return waitid(P_PID, (id_t)s->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == s->pid;
+}
+
 static void check_timers(exec_state *e, double now) {
   for (unsigned i = 0; i < e->opts->jobs; i++) {
     slot *s = &e->slots[i];
     if (!s->active)
       continue;
+    if (now >= s->deadline && has_exited(s)) {
+      s->deadline = INFINITY; /* finished in time; reaped on the next turn */
+      continue;
+    }
     if (now >= s->deadline) {
       s->timed_out = 1;
       s->deadline = INFINITY;
@@ -544,13 +571,13 @@ static void run_loop(exec_state *e) {
   if (take_interrupt(e))
     set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
   for (;;) {
-    start_jobs(e);
+    int more_to_start = start_jobs(e);
     if (e->stop_code != 0 && hard_stop(e->stop_code) && !stopping) {
       stopping = 1;
       terminate_all(e, pfp__now());
     }
     int feed_wait = e->feed_waiting && e->more_jobs && e->stop_code == 0;
-    if (e->running == 0 && !feed_wait)
+    if (e->running == 0 && !feed_wait && !more_to_start)
       break;
 
     nfds_t n = 0;
@@ -573,7 +600,7 @@ static void run_loop(exec_state *e) {
         e->pfd_slot[n++] = (int)(i * FD_KINDS + (unsigned)k);
       }
     }
-    int rc = poll(e->pfds, n, poll_timeout(e, pfp__now()));
+    int rc = poll(e->pfds, n, more_to_start ? 0 : poll_timeout(e, pfp__now()));
     if (rc < 0 && errno != EINTR) {
       set_error(e, PFP_ESYS, pfp__strdupf("poll: %s", strerror(errno)));
       terminate_all(e, pfp__now());

@@ -180,9 +180,10 @@ static char *read_file(const char *path, size_t *len) {
 static void write_text(run *r, const char *text) {
   if (r->write_failed)
     return;
-  if (fputs(text, stdout) == EOF) {
+  /* ferror too: the engine flushes stdio before each fork, and a failure
+  ** there sets the stream's error flag without any fputs failing. */
+  if (fputs(text, stdout) == EOF || ferror(stdout))
     r->write_failed = errno ? errno : EIO;
-  }
 }
 
 static void print_in_order(run *r, char *json) {
@@ -223,10 +224,17 @@ static int on_record(void *ud, const pfp_record *rec) {
     r->cap_waiting = cap;
   }
   r->waiting[index] = json;
+  int printed = 0;
   while (r->next_to_print < r->cap_waiting && r->waiting[r->next_to_print]) {
     print_in_order(r, r->waiting[r->next_to_print]);
     r->waiting[r->next_to_print++] = NULL;
+    printed = 1;
   }
+  /* Flushed at once: readers see records as soon as they are in order,
+  ** and a write error (a full disk, a reader gone) stops the run now
+  ** rather than after every function has run. */
+  if (printed && !r->write_failed && fflush(stdout) != 0)
+    r->write_failed = errno ? errno : EIO;
   return r->write_failed != 0;
 }
 

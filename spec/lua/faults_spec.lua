@@ -316,11 +316,13 @@ describe("output that cannot be written", function()
 
   before_each(function()
     dir = H.tmpdir()
+    -- Each record is over 2 KB, so a few records fill a pipe's 64 KB and a
+    -- writer that ignored errors would have to run every call to finish.
     script = H.script(pid_writer(dir) .. [[
 function slow(q, c, a)
   note_pid(a.i)
   local s = 0 for i = 1, 2e5 do s = s + i end
-  return string.rep("y", 100) .. a.i
+  return string.rep("y", 2000) .. a.i
 end
 ]])
   end)
@@ -336,26 +338,33 @@ end
     return table.concat(list, " ")
   end
 
-  it("fails with a clear message when the output device is full", function()
-    local _, err, code = H.sh(H.quote(H.pfp_run) .. " " .. H.quote(script) .. " " .. calls(3) .. " >/dev/full")
-    assert.are.equal(1, code)
-    assert.matches("pfp%-run: cannot write output: No space left on device", err)
-  end)
+  local function started()
+    return select(2, H.sh("ls " .. H.quote(dir)):gsub("pid%.", ""))
+  end
 
-  it("stops when its reader goes away, leaving nothing running", function()
-    local rcfile = dir .. "/rc"
-    local out = H.sh("{ " .. H.quote(H.pfp_run) .. " -j 2 --format jsonl " .. H.quote(script) .. " " ..
-      calls(200) .. " 2>" .. H.quote(dir .. "/err") .. "; echo $? >" .. H.quote(rcfile) .. "; } | head -n 1")
-    assert.are.equal(1, select(2, out:gsub("\n", "")))
-    local code = tonumber(H.slurp(rcfile):match("%d+"))
-    assert.are.equal(1, code)
-    assert.matches("cannot write output: Broken pipe", H.slurp(dir .. "/err"))
-    -- It stopped early instead of running all 200 calls, and every process
-    -- it started is gone.
-    local started = select(2, H.sh("ls " .. H.quote(dir)):gsub("pid%.", ""))
-    assert.is_true(started < 200, "all 200 calls ran after the reader left")
-    assert.is_true(H.wait_until(function() return all_gone(dir) end, 5))
-  end)
+  for _, format in ipairs({ "json", "jsonl" }) do
+    it("stops at once with a clear message when the disk is full (" .. format .. ")", function()
+      local _, err, code = H.sh(H.quote(H.pfp_run) .. " -j 2 --format " .. format .. " " ..
+        H.quote(script) .. " " .. calls(200) .. " >/dev/full")
+      assert.are.equal(1, code)
+      assert.matches("pfp%-run: cannot write output: No space left on device", err)
+      assert.is_true(started() < 50, started() .. " of 200 calls ran after the first failed write")
+      assert.is_true(H.wait_until(function() return all_gone(dir) end, 5))
+    end)
+
+    it("stops at once when its reader goes away, leaving nothing running (" .. format .. ")", function()
+      local rcfile = dir .. "/rc"
+      local out = H.sh("{ " .. H.quote(H.pfp_run) .. " -j 2 --format " .. format .. " " .. H.quote(script) ..
+        " " .. calls(200) .. " 2>" .. H.quote(dir .. "/err") .. "; echo $? >" .. H.quote(rcfile) ..
+        "; } | head -c 100")
+      assert.are.equal(100, #out)
+      local code = tonumber(H.slurp(rcfile):match("%d+"))
+      assert.are.equal(1, code)
+      assert.matches("cannot write output: Broken pipe", H.slurp(dir .. "/err"))
+      assert.is_true(started() < 100, started() .. " of 200 calls ran after the reader left")
+      assert.is_true(H.wait_until(function() return all_gone(dir) end, 5))
+    end)
+  end
 end)
 
 describe("signals to pfp-run", function()
@@ -452,6 +461,14 @@ function f() local m = io.open(%q, "w"); m:write("ran"); m:close(); return 1 end
       { '\n\n{"function": "f"\n', ":3:%d+: invalid JSON" },
       { '{"function": "f\\u0000"}\n', ':1: "function" contains a NUL byte' },
       { '{"function": "nope"}\n', ":1: unknown function 'nope'" },
+      { '{"function": "f", "args": {"s": "\xff"}}\n', ":1:%d+: invalid JSON: unable to decode byte 0xff" },
+      { '{"function": "f", "args": {"n": 9223372036854775808}}\n', ":1:%d+: invalid JSON: too big integer" },
+      { '{"function": "f", "args": {"x": 1e999}}\n', ":1:%d+: invalid JSON: real number overflow" },
+      { '{"function": "f", "args": {"d": ' .. string.rep("[", 100000) .. string.rep("]", 100000) .. '}}\n',
+        ":1:%d+: invalid JSON: maximum parsing depth reached" },
+      { '{"function": "f", "args": ' .. string.rep('{"a":', 1001) .. "1" .. string.rep("}", 1001) .. '}\n',
+        ':1: "args" is nested deeper than 1000 levels' },
+      { '{"function": "f", "args": {"a\\u0000": 1}}\n', ":1:%d+: invalid JSON: NUL byte in object key" },
     }
     for _, case in ipairs(cases) do
       local f = assert(io.open(jobs, "wb")); f:write(case[1]); f:close()
@@ -634,5 +651,51 @@ function fast() return "fast" end
     assert.are.equal(3, #records)
     os.remove(script)
     H.rmrf(dir)
+  end)
+end)
+
+describe("a child that closes its result pipe and keeps running", function()
+  local script
+
+  setup(function()
+    script = H.script(RESULT_PIPE .. string.format([[
+local close_fd = assert(package.loadlib(%q, "pfp_test_close_fd"))
+local function close_result_pipe()
+  for fd = 3, 64 do
+    local f = io.open("/proc/self/fd/" .. fd, "wb")
+    if f then f:close(); assert(close_fd(fd) == 0); return end
+  end
+  error("no result pipe found")
+end
+function fine() return "sibling" end
+function closes_then_returns()
+  close_result_pipe()
+  local s = 0 for i = 1, 1e6 do s = s + i end
+  return s
+end
+function closes_then_loops()
+  close_result_pipe()
+  while true do end
+end
+]], build .. "/close_fd.so"))
+  end)
+
+  teardown(function() os.remove(script) end)
+
+  it("is crashed when it then tries to deliver, and its siblings are fine", function()
+    local records, out, err = run_json({ "-t", "10", script, "fine", "closes_then_returns", "fine" })
+    assert.is_table(records, out .. err)
+    assert.are.equal("ok", records[1].status)
+    assert.are.equal("crashed", records[2].status)
+    assert.are.equal(125, records[2].exit_code)
+    assert.are.equal("exited with code 125 without delivering a result", records[2].error)
+    assert.are.equal("ok", records[3].status)
+  end)
+
+  it("still times out when it goes on running", function()
+    local records, out, err = run_json({ "-t", "0.3", "--kill-grace", "0.1", script, "closes_then_loops", "fine" })
+    assert.is_table(records, out .. err)
+    assert.are.equal("timeout", records[1].status)
+    assert.are.equal("ok", records[2].status)
   end)
 end)

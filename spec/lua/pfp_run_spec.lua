@@ -149,7 +149,7 @@ end
       assert.are.equal(15, r.signal) -- a Lua loop dies on SIGTERM
       assert.are.equal(null, r.exit_code)
       assert_contains(r.error, "timed out after 0.5 s", "error")
-      assert.is_true(r.duration_ms >= 450 and r.duration_ms < 5000, tostring(r.duration_ms))
+      assert.is_true(r.duration_ms >= 450 and r.duration_ms < 60000, tostring(r.duration_ms))
     end)
 
     it("is timeout, killed with SIGKILL after the grace, for a function that cannot be stopped with SIGTERM", function()
@@ -162,7 +162,7 @@ end
       assert.are.equal("timeout", r.status)
       assert.are.equal(9, r.signal)
       assert_contains(r.error, "SIGKILL", "error")
-      assert.is_true(r.duration_ms >= 650 and r.duration_ms < 5000, tostring(r.duration_ms))
+      assert.is_true(r.duration_ms >= 650 and r.duration_ms < 60000, tostring(r.duration_ms))
     end)
 
     it("is timeout for a function whose shell command ignores SIGTERM, and that command is killed too", function()
