@@ -314,13 +314,12 @@ static int start_jobs(exec_state *e) {
       return 1;
     if (!take_job(e))
       break;
+    /* running < jobs, so a slot is free. */
     slot *s = NULL;
-    for (unsigned i = 0; i < e->opts->jobs; i++)
-      if (!e->slots[i].active) {
+    for (unsigned i = 0; i < e->opts->jobs && s == NULL; i++)
+      if (!e->slots[i].active)
         s = &e->slots[i];
-        break;
-      }
-    if (fork_job(e, s) == 1)
+    if (s == NULL || fork_job(e, s) == 1)
       break;
     started++;
   }
