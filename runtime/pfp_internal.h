@@ -26,6 +26,14 @@
 #define PFP__NORETURN
 #endif
 
+/* Debug builds check that a function leaves the Lua stack as it found it
+** (plus `pushed` values): an unbalanced stack is a bug that would surface
+** much later and far away.  PFP__STACK_MARK(L) opens the check. */
+#include <assert.h>
+#define PFP__STACK_MARK(L) int pfp__stack_top = lua_gettop(L)
+#define PFP__STACK_CHECK(L, pushed)                                          \
+  assert(lua_gettop(L) == pfp__stack_top + (pushed))
+
 /* ---- buf.c: a growable byte buffer ------------------------------------ */
 
 /* Always NUL-terminated after a successful append (data may be NULL while

@@ -374,12 +374,14 @@ static int lookup_protected(lua_State *L) {
 int pfp__check_function(pfp_processor *p, const char *name) {
   if (name == NULL || name[0] == '\0')
     return errorf(p, PFP_EINVAL, "function name is empty");
+  PFP__STACK_MARK(p->L);
   lua_pushstring(p->L, name);
   int rc = pcall_with(p, lookup_protected, 1, 1, PFP_ENOMEM, "");
   if (rc != PFP_OK)
     return rc;
   int found = lua_type(p->L, -1) == LUA_TFUNCTION;
   lua_pop(p->L, 1);
+  PFP__STACK_CHECK(p->L, 0);
   if (!found)
     return errorf(p, PFP_ENOFUNC,
                   "unknown function '%s': no loaded script defines it (as a "
@@ -607,6 +609,7 @@ static int push_job_protected(lua_State *L) {
 
 static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
   pfp_processor *p = ud;
+  PFP__STACK_MARK(p->L);
   registration fed = {0};
   registration *r;
   (void)L;
@@ -655,7 +658,8 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
     return 0;
   }
   *name = pfp__strdup(r->name);
-  lua_pushlightuserdata(p->L, r);
+  if (*name != NULL)
+    lua_pushlightuserdata(p->L, r);
   /* A Lua error here is memory, or the host's own interrupt (lua.c's
   ** SIGINT hook raises "interrupted!" in the next Lua code to run): both
   ** stop the run at once. */
@@ -668,6 +672,7 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
     return rc;
   }
   *index = p->next_index++;
+  PFP__STACK_CHECK(p->L, 2); /* the function and its args */
   return 1;
 }
 
@@ -751,6 +756,8 @@ int pfp_execute(pfp_processor *p) {
   char *msg = NULL;
   int top = lua_gettop(L);
   int rc = pfp__exec(L, top, &opts, &hooks, &msg);
+  /* The engine pushes and pops each job's function and args itself. */
+  assert(lua_gettop(L) == top);
   lua_settop(L, top - 1);
   p->executing = 0;
 
