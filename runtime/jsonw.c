@@ -19,7 +19,7 @@
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the
 ** bytes there are not valid UTF-8 (overlong forms, surrogates and code
 ** points above U+10FFFF are invalid). */
-static size_t utf8_sequence(const unsigned char *s, size_t n) {
+size_t pfp__utf8_sequence(const unsigned char *s, size_t n) {
   unsigned c = s[0];
   size_t len;
   unsigned cp;
@@ -67,7 +67,7 @@ int pfp__jw_string(pfp__buf *b, const char *str, size_t len, int lossy,
     char ubuf[7];
     size_t step = 1;
     if (c >= 0x80) {
-      step = utf8_sequence(s + i, len - i);
+      step = pfp__utf8_sequence(s + i, len - i);
       if (step > 0) {
         i += step;
         continue;

@@ -77,6 +77,11 @@ double pfp__now(void);
 
 /* ---- jsonw.c: writing JSON text --------------------------------------- */
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes; 1 for ASCII),
+** or 0 when the bytes there are not valid UTF-8 (overlong forms,
+** surrogates and code points above U+10FFFF are invalid). */
+size_t pfp__utf8_sequence(const unsigned char *s, size_t n);
+
 /* Appends s as a JSON string.  strict: invalid UTF-8 is an error (returns
 ** -2 and sets *bad_at to the offset of the first bad byte); lossy: bad bytes
 ** become U+FFFD.  Returns 0, -1 on out of memory. */

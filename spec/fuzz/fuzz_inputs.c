@@ -25,32 +25,6 @@
 
 #define SECRET_RUN 8
 
-/* Length of a well-formed UTF-8 character at s (up to n bytes), else 0;
-** the same rules as jansson's (no overlongs, surrogates or > U+10FFFF). */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-  unsigned c = s[0], cp;
-  size_t len;
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2, cp = c & 0x1F;
-  else if (c >= 0xE0 && c <= 0xEF)
-    len = 3, cp = c & 0x0F;
-  else if (c >= 0xF0 && c <= 0xF4)
-    len = 4, cp = c & 0x07;
-  else
-    return 0;
-  if (n < len)
-    return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = cp << 6 | (s[i] & 0x3F);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-    return 0;
-  return len;
-}
-
 /* A string literal of the input, as a lexer that knows only strings sees
 ** it: [start, end) is the raw text between the quotes. */
 typedef struct literal {
@@ -122,7 +96,9 @@ static void alter(unsigned char *s, const literal *lit) {
     } else if (c >= 0x20 && c < 0x7F) {
       s[i++] = rotate_printable(c);
     } else if (c >= 0x80) {
-      size_t len = utf8_char(s + i, lit->end - i);
+      /* The runtime's own rules (as jansson's: no overlongs, surrogates
+      ** or code points above U+10FFFF). */
+      size_t len = pfp__utf8_sequence(s + i, lit->end - i);
       if (len == 0) {
         i++; /* invalid bytes are left, so the error stays the same */
         continue;
