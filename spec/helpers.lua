@@ -143,20 +143,17 @@ function H.spawn(args, dir)
     "mv ", quote(h.rcfile .. ".tmp"), " ", quote(h.rcfile), "\n")
   f:close()
   assert(os.execute("sh " .. quote(wrapper) .. " </dev/null >/dev/null 2>&1 &"))
-  function h.pid()
-    local p = io.open(h.pidfile, "r")
+  -- The number in a file the wrapper wrote, or nil before it exists (the
+  -- wrapper renames into place, so a file seen is complete).
+  local function number_in(path)
+    local p = io.open(path, "r")
     if not p then return nil end
     local v = tonumber(p:read("a"):match("%d+"))
     p:close()
     return v
   end
-  function h.status()
-    local p = io.open(h.rcfile, "r")
-    if not p then return nil end
-    local v = tonumber(p:read("a"):match("%d+"))
-    p:close()
-    return v
-  end
+  function h.pid() return number_in(h.pidfile) end
+  function h.status() return number_in(h.rcfile) end
   return h
 end
 

@@ -16,23 +16,20 @@ local function compute(elements, op)
   return acc
 end
 
-local function counter1(q, context, args)
-  local r = pfp.Result("counter1")
-  local elements = context.counter1 or {}
-  r.result.Count = #elements
-  r.result.Operation = args.Operation
-  r.result.Answer = compute(elements, args.Operation)
-  q:put(r)
+-- The story's counter functions: each reads its own list from the context
+-- and names its Result after it.
+local function counter(name)
+  return function(q, context, args)
+    local r = pfp.Result(name)
+    local elements = context[name] or {}
+    r.result.Count = #elements
+    r.result.Operation = args.Operation
+    r.result.Answer = compute(elements, args.Operation)
+    q:put(r)
+  end
 end
 
-local function counter2(q, context, args)
-  local r = pfp.Result("counter2")
-  local elements = context.counter2 or {}
-  r.result.Count = #elements
-  r.result.Operation = args.Operation
-  r.result.Answer = compute(elements, args.Operation)
-  q:put(r)
-end
+local counter1, counter2 = counter("counter1"), counter("counter2")
 
 local COUNTERS_CONTEXT = { counter1 = { 0, 9, 8, 7, 6, 5 }, counter2 = { 2, 4, 6, 8 } }
 
