@@ -288,15 +288,8 @@ static int feed(void *ud, const char **name, json_t **args) {
     free(msg);
     return -1;
   }
-  if (rc == 1 && pfp__check_function(r->p, r->fed_name) != PFP_OK) {
-    msg = pfp__strdupf("%s:%zu: %s", r->jobs_name, r->jobs_line,
-                       pfp_errmsg(r->p));
-    json_decref(*args);
-    *args = NULL;
-    pfp_feed_error(r->p, msg ? msg : "out of memory");
-    free(msg);
-    return -1;
-  }
+  /* The processor checks the name; an unknown one ends the run with
+  ** PFP_ENOFUNC, reported by main() with this line's place. */
   *name = r->fed_name;
   return rc;
 }
@@ -604,6 +597,11 @@ int main(int argc, char **argv) {
     status = EXIT_NOT_OK;
   } else if (got_signal != 0) {
     status = 128 + got_signal;
+  } else if (rc == PFP_ENOFUNC && r.jobs_fd >= 0) {
+    /* Only the feed can name an unknown function this late: the line just
+    ** read is the one. */
+    status = fail_usage("%s:%zu: %s", r.jobs_name, r.jobs_line,
+                        pfp_errmsg(r.p));
   } else if (rc == PFP_EFEED || rc == PFP_ENOFUNC) {
     status = fail_usage("%s", pfp_errmsg(r.p));
   } else if (rc < 0) {

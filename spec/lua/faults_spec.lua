@@ -476,6 +476,21 @@ function f() local m = io.open(%q, "w"); m:write("ran"); m:close(); return 1 end
     end
   end)
 
+  it("stops at a bad line of a piped jobs file, naming it, with exit 2", function()
+    for _, case in ipairs({
+      { '{"function": "f"}\n{"function": "nope"}\n', "<stdin>:2: unknown function 'nope'" },
+      { '{"function": "f"}\n{"function": "f"\n', "<stdin>:2:%d+: invalid JSON" },
+    }) do
+      -- Through cat: a real pipe (a file on stdin is checked whole first).
+      local out, err, code = H.sh("cat | " .. H.quote(H.pfp_run) .. " --jobs-file - " .. H.quote(script), case[1])
+      assert.are.equal(2, code, err)
+      assert.matches(case[2], err)
+      -- The line before it had already been started from the pipe, and
+      -- its record is still written.
+      assert.are.equal(1, #H.decode(out))
+    end
+  end)
+
   it("refuses a function name that no script defines, whatever it looks like", function()
     for _, name in ipairs({ "not an identifier", "f;rm", "../f", "f\t" }) do
       expect_usage_error({ script, name }, "unknown function")
