@@ -214,3 +214,8 @@ stress: all $(BUILD)/stress/measure
 soak: all $(BUILD)/stress/measure
 	@BUILD=$(BUILD) LUA=$(LUA) sh spec/stress/soak.sh $(SECONDS)
 # ---- end of stress and soak --------------------------------------------------
+
+# ---- benchmarks (bench/) -----------------------------------------------------
+# `make bench` measures pfp beside its peers; `make bench-deps` installs the
+# peers from Debian.  Not part of `make test`.
+-include bench/bench.mk
