@@ -20,6 +20,9 @@ WARNINGS  := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 ALL_CFLAGS := -std=c11 $(WARNINGS) $(CFLAGS) -fPIC -fvisibility=hidden \
               -DPFP_BUILDING -D_GNU_SOURCE -Iinclude -Iruntime $(DEPS_CFLAGS)
 LDFLAGS   ?=
+# Symbols are bound when a program starts, not on first call: a forked child
+# would otherwise resolve (and copy pages for) every libc call it makes.
+BIND_NOW  := -Wl,-z,now
 
 LIBDIR    := $(PREFIX)/lib
 INCDIR    := $(PREFIX)/include
@@ -69,15 +72,15 @@ $(BUILD)/libpfp.a: $(ENGINE_OBJ)
 
 # The shared library links Lua and jansson; only pfp_* symbols are exported.
 $(BUILD)/libpfp.so: $(ENGINE_OBJ)
-	$(CC) -shared -Wl,-soname,libpfp.so.0 -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS)
+	$(CC) -shared -Wl,-soname,libpfp.so.0 $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS)
 
 # The Lua module takes Lua's symbols from the interpreter that loads it, as
 # Debian's Lua modules do, so it does not link liblua.
 $(BUILD)/pfp.so: $(ENGINE_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS) $(JANSSON_LIBS)
+	$(CC) -shared $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(JANSSON_LIBS)
 
 $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
-	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm

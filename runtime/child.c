@@ -75,13 +75,15 @@ static char *deliver(lua_State *L, int fd) {
     pfp__buf_free(&json);
     return errmsg ? errmsg : pfp__strdup("result: not enough memory");
   }
+  pfp__frame_out frames[2];
+  int n = 0;
   if (lua_type(L, -2) == LUA_TSTRING) {
     size_t len;
     const char *name = lua_tolstring(L, -2, &len);
-    if (pfp__frame_write(fd, PFP__FRAME_NAME, name, len) != 0)
-      host_gone();
+    frames[n++] = (pfp__frame_out){PFP__FRAME_NAME, name, len};
   }
-  if (pfp__frame_write(fd, PFP__FRAME_RESULT, json.data, json.len) != 0)
+  frames[n++] = (pfp__frame_out){PFP__FRAME_RESULT, json.data, json.len};
+  if (pfp__frames_write(fd, frames, n) != 0)
     host_gone();
   pfp__buf_free(&json);
   return NULL;

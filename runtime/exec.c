@@ -74,6 +74,7 @@ typedef struct exec_state {
   char *errmsg;
   char *chunk;       /* READ_CHUNK bytes */
   pid_t host_pid;     /* the process that forks the children */
+  sigset_t changed_signals; /* not at their default action when run began */
   struct pollfd *pfds;
   int *pfd_slot;     /* which slot each pollfd belongs to (-1: wake fd) */
 } exec_state;
@@ -102,13 +103,15 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != e->host_pid)
     _exit(126);
-  /* The host may ignore or catch signals; the function starts clean. */
+  /* The host may ignore or catch signals; the function starts clean.
+  ** Only the signals found changed when the run began are reset: a
+  ** sigaction for each of the 64 costs more than a trivial function. */
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
   sigemptyset(&dfl.sa_mask);
   for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP)
+    if (sigismember(&e->changed_signals, sig) == 1)
       sigaction(sig, &dfl, NULL);
 
   /* Nothing of the host's bookkeeping stays open in the child.  Closed
@@ -130,6 +133,11 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   /* Move the pipe ends above 2 first, so no dup2 below clobbers another
   ** when the host runs with fd 0, 1 or 2 closed.  The result pipe moves
   ** too and stays close-on-exec, so exec'd grandchildren never hold it. */
+  /* The pipes were made non-blocking for the host's sake; the function
+  ** writes with ordinary, blocking descriptors. */
+  if (pfp__set_blocking(out_w) != 0 || pfp__set_blocking(err_w) != 0 ||
+      pfp__set_blocking(result[1]) != 0)
+    _exit(126);
   int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
   int out = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
   int err = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
@@ -208,7 +216,8 @@ static int fork_job(exec_state *e, slot *s) {
   int result[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   const char *what = "pipe";
   int saved;
-  if (pfp__pipe(result) != 0 || pfp__pipe(out) != 0 || pfp__pipe(err) != 0)
+  if (pfp__pipe_nonblock(result) != 0 || pfp__pipe_nonblock(out) != 0 ||
+      pfp__pipe_nonblock(err) != 0)
     goto fail;
 
   s->name = e->pending_name;
@@ -655,6 +664,15 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
   e.more_jobs = 1;
   e.host_pid = getpid();
   e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  /* Read once per run.  A handler another thread installs while the run
+  ** goes on is not reset in children forked after it. */
+  sigemptyset(&e.changed_signals);
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+        sa.sa_handler != SIG_DFL)
+      sigaddset(&e.changed_signals, sig);
+  }
   e.slots = calloc(opts->jobs, sizeof *e.slots);
   e.chunk = malloc(READ_CHUNK);
   e.pfds = calloc((size_t)opts->jobs * FD_KINDS + 2, sizeof *e.pfds);

@@ -63,6 +63,14 @@ ssize_t pfp__read_some(int fd, void *buf, size_t len);
 int pfp__write_all(int fd, const void *buf, size_t len);
 /* A pipe whose both ends are close-on-exec; the read end is non-blocking. */
 int pfp__pipe(int fds[2]);
+/* A pipe whose both ends are close-on-exec and non-blocking, made in one
+** call: the engine makes three per child, and the child, not the host,
+** pays for turning its write ends back to blocking (pfp__set_blocking). */
+int pfp__pipe_nonblock(int fds[2]);
+int pfp__set_blocking(int fd);
+/* writev until everything is written; iov is consumed.  0 or -1 (errno). */
+struct iovec;
+int pfp__writev_all(int fd, struct iovec *iov, int n);
 int pfp__set_nonblock(int fd);
 /* close() that keeps errno and never retries (a retried close can close
 ** someone else's descriptor). */
@@ -170,6 +178,14 @@ enum {
 #define PFP__FRAME_MAX ((uint64_t)1 << 40)
 
 int pfp__frame_write(int fd, int type, const void *payload, size_t len);
+/* Several frames in one system call (at most PFP__FRAMES_MAX). */
+typedef struct pfp__frame_out {
+  int type;
+  const void *payload;
+  size_t len;
+} pfp__frame_out;
+#define PFP__FRAMES_MAX 4
+int pfp__frames_write(int fd, const pfp__frame_out *frames, int n);
 
 /* The host's incremental reader: feed it bytes as they come. */
 typedef struct pfp__frame_reader {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,39 @@ int pfp__write_all(int fd, const void *buf, size_t len) {
     }
     p += n;
     len -= (size_t)n;
+  }
+  return 0;
+}
+
+int pfp__pipe_nonblock(int fds[2]) {
+  return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+}
+
+int pfp__set_blocking(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    return -1;
+  return 0;
+}
+
+int pfp__writev_all(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    /* Skip what was written; a short write resumes mid-buffer. */
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
   }
   return 0;
 }
