@@ -211,6 +211,17 @@ PFP_API int pfp_set_output_limit(pfp_processor *p, size_t bytes);
 ** process.  Memory the function inherits from the host is not counted. */
 PFP_API int pfp_set_memory_limit(pfp_processor *p, size_t bytes);
 
+/* Worker reuse, for many small functions: each forked worker runs up to
+** max_calls_per_worker calls one after another, then is replaced (0 or 1,
+** the default: one fresh child per call).  Records and statuses are the
+** same; a crash or timeout costs only the call that was running (the rest
+** of its worker's calls run in a new worker).  What it gives up: calls
+** that share a worker share its Lua state (globals, module caches, the
+** random seed) and its process, so one call can see what an earlier one
+** left behind; stdout and stderr are files rather than pipes, and writes
+** past the output limit fail instead of being discarded. */
+PFP_API int pfp_set_reuse(pfp_processor *p, unsigned max_calls_per_worker);
+
 /* Called once per record, in completion order, from inside pfp_execute().
 ** `record` is owned by p: valid until the callback returns when records are
 ** not kept (see pfp_set_keep_records), else until pfp_clear/destroy.

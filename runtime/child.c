@@ -167,8 +167,9 @@ static int traceback_handler(lua_State *L) {
   return 1;
 }
 
-/* What one child runs.  Static storage: a child runs exactly one job, and
-** the allocator's state must outlive any stack frame. */
+/* The job a child is running.  Static storage: a child runs one job at a
+** time (a reused worker, several in turn), and the allocator's state must
+** outlive any stack frame. */
 static struct {
   const char *name;
   int result_fd;
@@ -271,17 +272,13 @@ static int child_body(lua_State *L) {
   return 0;
 }
 
-void pfp__child_run(lua_State *L, int context, int fn, int args,
-                    const char *name, int result_fd, size_t memory_limit) {
-  /* Lines written with io.write reach the host even if the function is
-  ** killed later (print flushes; io.write alone would not). */
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  lua_atpanic(L, child_panic);
+/* Runs one job: the function at fn with the context and args, its result
+** or error sent as frames.  Returns with the stack as it found it. */
+static void run_job(lua_State *L, int context, int fn, int args,
+                    const char *name) {
+  int top = lua_gettop(L);
   job.name = name;
-  job.result_fd = result_fd;
-  job.memory_limit = memory_limit;
-  if (!lua_checkstack(L, 8))
-    child_panic(L);
+  memset(&job.mem, 0, sizeof job.mem);
   lua_pushcfunction(L, child_body);
   lua_pushvalue(L, context);
   lua_pushvalue(L, fn);
@@ -298,6 +295,74 @@ void pfp__child_run(lua_State *L, int context, int fn, int args,
                                 "%s",
              msg ? msg : "out of memory");
     send_error(text, strlen(text));
+  }
+  lua_settop(L, top);
+}
+
+static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
+  /* Lines written with io.write reach the host even if the function is
+  ** killed later (print flushes; io.write alone would not). */
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  lua_atpanic(L, child_panic);
+  job.result_fd = result_fd;
+  job.memory_limit = memory_limit;
+  if (!lua_checkstack(L, 8))
+    child_panic(L);
+}
+
+void pfp__child_run(lua_State *L, int context, int fn, int args,
+                    const char *name, int result_fd, size_t memory_limit) {
+  start_child(L, result_fd, memory_limit);
+  run_job(L, context, fn, args, name);
+  child_exit(0);
+}
+
+/* What a job wrote to descriptor fd, a file the worker's output goes to
+** (see exec.c): read back from its start, then rewound for the next job.
+** Returns a new buffer (NULL when nothing was written or it cannot be
+** read: the output is then lost, never misattributed). */
+static char *take_output(int fd, size_t *len) {
+  *len = 0;
+  off_t end = lseek(fd, 0, SEEK_CUR);
+  if (end <= 0)
+    return NULL;
+  char *data = malloc((size_t)end);
+  ssize_t got = data ? pread(fd, data, (size_t)end, 0) : -1;
+  (void)lseek(fd, 0, SEEK_SET);
+  if (got <= 0) {
+    free(data);
+    return NULL;
+  }
+  *len = (size_t)got;
+  return data;
+}
+
+void pfp__worker_run(lua_State *L, int context, int batch, size_t first,
+                     size_t count, char *const *names, int result_fd,
+                     size_t memory_limit) {
+  start_child(L, result_fd, memory_limit);
+  for (size_t k = first; k < count; k++) {
+    lua_rawgeti(L, batch, (lua_Integer)(2 * k + 1));
+    lua_rawgeti(L, batch, (lua_Integer)(2 * k + 2));
+    int top = lua_gettop(L);
+    run_job(L, context, top - 1, top, names[k]);
+    lua_pop(L, 2);
+    fflush(stdout);
+    fflush(stderr);
+    size_t out_len, err_len;
+    char *out = take_output(STDOUT_FILENO, &out_len);
+    char *err = take_output(STDERR_FILENO, &err_len);
+    pfp__frame_out frames[3];
+    int n = 0;
+    if (out != NULL)
+      frames[n++] = (pfp__frame_out){PFP__FRAME_STDOUT, out, out_len};
+    if (err != NULL)
+      frames[n++] = (pfp__frame_out){PFP__FRAME_STDERR, err, err_len};
+    frames[n++] = (pfp__frame_out){PFP__FRAME_JOB_END, NULL, 0};
+    if (pfp__frames_write(result_fd, frames, n) != 0)
+      host_gone();
+    free(out);
+    free(err);
   }
   child_exit(0);
 }

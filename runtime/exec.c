@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,7 +43,10 @@ typedef struct capture {
   size_t dropped;
 } capture;
 
+struct exec_state;
+
 typedef struct slot {
+  struct exec_state *owner;
   int active;
   pid_t pid;
   int fd[FD_KINDS]; /* read ends of the pipes, and the pidfd */
@@ -55,6 +59,15 @@ typedef struct slot {
   size_t index;
   pfp__frame_reader reader;
   capture out, err;
+  /* A reused worker's batch: jobs [0, batch_len) in the Lua table at
+  ** batches[slot + 1]; those before batch_done have their records.  A
+  ** batch outlives a worker that crashed in it: the rest runs in a new
+  ** one. */
+  char **batch_names;   /* owned, NULL once handed to a record */
+  size_t *batch_index;
+  size_t batch_len, batch_cap, batch_done;
+  size_t timed_out_job; /* batch position that timed out */
+  int out_file, err_file; /* the worker's stdout and stderr (memfds) */
 } slot;
 
 typedef struct exec_state {
@@ -77,7 +90,10 @@ typedef struct exec_state {
   sigset_t changed_signals; /* not at their default action when run began */
   struct pollfd *pfds;
   int *pfd_slot;     /* which slot each pollfd belongs to (-1: wake fd) */
+  int batches;       /* stack index of the batch tables (reuse only) */
 } exec_state;
+
+static int reusing(const exec_state *e) { return e->opts->reuse > 1; }
 
 static void set_error(exec_state *e, int code, char *msg) {
   if (e->stop_code == 0) {
@@ -91,11 +107,14 @@ static void set_error(exec_state *e, int code, char *msg) {
 /* ---- the child's side of fork ---------------------------------------- */
 
 /* Runs in the child between fork and the function.  Any failure here ends
-** the child with code 126, which the host reports as a crash. */
+** the child with code 126, which the host reports as a crash.  The pairs
+** are the child's pipes, read end first; a worker's out and err are files
+** (read end -1). */
 static PFP__NORETURN void child_start(exec_state *e, slot *s,
-                                      const int result[2], const int out_pipe[2],
+                                      const int result_pipe[2],
+                                      const int out_pipe[2],
                                       const int err_pipe[2]) {
-  int out_w = out_pipe[1], err_w = err_pipe[1];
+  int result_w = result_pipe[1], out_w = out_pipe[1], err_w = err_pipe[1];
   setpgid(0, 0);
   /* If the host dies without a chance to clean up (SIGKILL, a crash), its
   ** children follow instead of running on as orphans.  The check after
@@ -121,34 +140,38 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
     for (int k = 0; k < FD_KINDS; k++)
       if (o->fd[k] >= 0)
         close(o->fd[k]);
+    if (o != s) {
+      if (o->out_file >= 0)
+        close(o->out_file);
+      if (o->err_file >= 0)
+        close(o->err_file);
+    }
   }
-  close(result[0]);
-  close(out_pipe[0]);
-  close(err_pipe[0]);
-  if (e->opts->wake_fd >= 0)
-    close(e->opts->wake_fd);
-  if (e->opts->wake_write_fd >= 0)
-    close(e->opts->wake_write_fd);
+  int read_ends[] = {result_pipe[0], out_pipe[0], err_pipe[0],
+                     e->opts->wake_fd, e->opts->wake_write_fd};
+  for (size_t i = 0; i < sizeof read_ends / sizeof read_ends[0]; i++)
+    if (read_ends[i] >= 0)
+      close(read_ends[i]);
 
-  /* Move the pipe ends above 2 first, so no dup2 below clobbers another
-  ** when the host runs with fd 0, 1 or 2 closed.  The result pipe moves
-  ** too and stays close-on-exec, so exec'd grandchildren never hold it. */
   /* The pipes were made non-blocking for the host's sake; the function
   ** writes with ordinary, blocking descriptors. */
   if (pfp__set_blocking(out_w) != 0 || pfp__set_blocking(err_w) != 0 ||
-      pfp__set_blocking(result[1]) != 0)
+      pfp__set_blocking(result_w) != 0)
     _exit(126);
+  /* Move the ends above 2 first, so no dup2 below clobbers another when
+  ** the host runs with fd 0, 1 or 2 closed.  The result pipe moves too and
+  ** stays close-on-exec, so exec'd grandchildren never hold it. */
   int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
   int out = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
   int err = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
-  int result_w = fcntl(result[1], F_DUPFD_CLOEXEC, 3);
-  if (out < 0 || err < 0 || result_w < 0 || (in >= 0 && dup2(in, 0) < 0) ||
+  int result = fcntl(result_w, F_DUPFD_CLOEXEC, 3);
+  if (out < 0 || err < 0 || result < 0 || (in >= 0 && dup2(in, 0) < 0) ||
       dup2(out, 1) < 0 || dup2(err, 2) < 0)
     _exit(126);
   if (in < 0)
     close(0);
   /* The originals go, unless one of them was 0, 1 or 2 and is now reused. */
-  int originals[] = {in, out, err, out_w, err_w, e->devnull, result[1]};
+  int originals[] = {in, out, err, out_w, err_w, e->devnull, result_w};
   for (size_t i = 0; i < sizeof originals / sizeof originals[0]; i++)
     if (originals[i] > 2)
       close(originals[i]);
@@ -157,7 +180,10 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   int top = lua_gettop(e->L);
-  pfp__child_run(e->L, e->context, top - 1, top, s->name, result_w,
+  if (reusing(e))
+    pfp__worker_run(e->L, e->context, top, s->batch_done, s->batch_len,
+                    s->batch_names, result, e->opts->memory_limit);
+  pfp__child_run(e->L, e->context, top - 1, top, s->name, result,
                  e->opts->memory_limit);
 }
 
@@ -168,16 +194,52 @@ static void capture_reset(capture *c) {
   c->dropped = 0;
 }
 
-static void slot_reset(slot *s) {
+/* Forgets the slot's process; a reused worker's batch stays. */
+static void slot_end_process(slot *s) {
   for (int k = 0; k < FD_KINDS; k++)
     pfp__close(&s->fd[k]);
+  pfp__close(&s->out_file);
+  pfp__close(&s->err_file);
   free(s->name);
+  s->name = NULL;
   pfp__frame_reader_free(&s->reader);
   capture_reset(&s->out);
   capture_reset(&s->err);
+  s->active = 0;
+  s->pid = 0;
+  s->timed_out = s->interrupted = 0;
+  s->deadline = s->kill_at = INFINITY;
+}
+
+/* Drops what is left of the slot's batch: those jobs never ran. */
+static void slot_drop_batch(exec_state *e, slot *s) {
+  for (size_t k = 0; k < s->batch_len; k++) {
+    free(s->batch_names[k]);
+    s->batch_names[k] = NULL;
+  }
+  s->batch_len = s->batch_done = 0;
+  if (e->batches != 0) {
+    lua_pushnil(e->L); /* the slot's entry exists, so this cannot fail */
+    lua_rawseti(e->L, e->batches, (lua_Integer)(s - e->slots) + 1);
+  }
+}
+
+static void slot_init(exec_state *e, slot *s) {
   memset(s, 0, sizeof *s);
+  s->owner = e;
   for (int k = 0; k < FD_KINDS; k++)
     s->fd[k] = -1;
+  s->out_file = s->err_file = -1;
+  s->deadline = s->kill_at = INFINITY;
+}
+
+static void slot_free(exec_state *e, slot *s) {
+  slot_end_process(s);
+  slot_drop_batch(e, s);
+  free(s->batch_names);
+  free(s->batch_index);
+  s->batch_names = NULL;
+  s->batch_index = NULL;
 }
 
 /* Errors that mean "not now": a later try, with fewer children running,
@@ -335,6 +397,204 @@ static int start_jobs(exec_state *e) {
   return 0;
 }
 
+/* ---- reused workers: batches --------------------------------------- */
+
+/* Jobs per batch: like multiprocessing's map chunks, about a quarter of
+** each slot's share of what is left, so the last batches are small and the
+** slots finish together; never more than the reuse limit, nor than
+** BATCH_MAX, which bounds what one batch preallocates. */
+#define BATCH_MAX 4096
+static size_t batch_size(exec_state *e) {
+  size_t most = e->opts->reuse < BATCH_MAX ? e->opts->reuse : BATCH_MAX;
+  size_t left =
+      e->hooks->remaining ? e->hooks->remaining(e->hooks->ud) : SIZE_MAX;
+  if (left != SIZE_MAX) {
+    size_t parts = (size_t)e->opts->jobs * 4;
+    size_t share = left / parts + (left % parts != 0);
+    if (share < most)
+      most = share;
+  }
+  return most < 1 ? 1 : most;
+}
+
+/* batches[key] = a table with room for 2 * n values.  Preallocated, so
+** that storing the jobs cannot raise a memory error outside a pcall. */
+static int new_batch_protected(lua_State *L) {
+  lua_createtable(L, (int)lua_tointeger(L, 2), 0);
+  lua_rawseti(L, 1, lua_tointeger(L, 3));
+  return 0;
+}
+
+/* One entry per slot, in the array part: storing or clearing a slot's
+** batch later never allocates. */
+static int make_batches_protected(lua_State *L) {
+  lua_createtable(L, (int)lua_tointeger(L, 1), 0);
+  return 1;
+}
+
+/* Pushes the table of per-slot batches (its index in e->batches). */
+static int make_batches(exec_state *e) {
+  lua_pushcfunction(e->L, make_batches_protected);
+  lua_pushinteger(e->L, (lua_Integer)e->opts->jobs);
+  if (lua_pcall(e->L, 1, 1, 0) != LUA_OK) {
+    lua_pop(e->L, 1);
+    return -1;
+  }
+  e->batches = lua_gettop(e->L);
+  return 0;
+}
+
+/* Takes up to batch_size() jobs from `next` into slot s's batch.  Returns
+** how many. */
+static size_t fill_batch(exec_state *e, slot *s) {
+  lua_State *L = e->L;
+  size_t want = batch_size(e);
+  lua_Integer key = (lua_Integer)(s - e->slots) + 1;
+  if (want > s->batch_cap) {
+    char **names = realloc(s->batch_names, want * sizeof *names);
+    if (names != NULL)
+      s->batch_names = names;
+    size_t *index = realloc(s->batch_index, want * sizeof *index);
+    if (index != NULL)
+      s->batch_index = index;
+    if (names == NULL || index == NULL) {
+      set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+      return 0;
+    }
+    s->batch_cap = want;
+  }
+  lua_pushcfunction(L, new_batch_protected);
+  lua_pushvalue(L, e->batches);
+  lua_pushinteger(L, (lua_Integer)(2 * want));
+  lua_pushinteger(L, key);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    return 0;
+  }
+  lua_rawgeti(L, e->batches, key);
+  size_t n = 0;
+  while (n < want && take_job(e)) {
+    /* [batch, function, args]: stored in the preallocated array part. */
+    lua_rawseti(L, -3, (lua_Integer)(2 * n + 2));
+    lua_rawseti(L, -2, (lua_Integer)(2 * n + 1));
+    s->batch_names[n] = e->pending_name;
+    s->batch_index[n] = e->pending_index;
+    e->pending = 0;
+    e->pending_name = NULL;
+    n++;
+  }
+  lua_pop(L, 1);
+  s->batch_len = n;
+  s->batch_done = 0;
+  return n;
+}
+
+/* A file for a worker's stdout or stderr.  Its size is fixed at one byte
+** past the output limit (sealed against growth), so a chatty function
+** cannot fill memory: writes past the end fail, and a job whose output
+** reaches the last byte is known to be truncated. */
+static int make_output_file(size_t limit) {
+  int fd = memfd_create("pfp-output", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return -1;
+  off_t size = limit < (size_t)(INT64_MAX / 2) ? (off_t)limit + 1
+                                                : (off_t)(INT64_MAX / 2);
+  if (ftruncate(fd, size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_GROW) != 0) {
+    pfp__close(&fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void worker_job_end(void *ud, pfp__frame_reader *rd);
+
+/* Forks a worker for the rest of slot s's batch.  Returns as fork_job. */
+static int fork_worker(exec_state *e, slot *s) {
+  int result[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  const char *what = "pipe";
+  int saved;
+  if (pfp__pipe_nonblock(result) != 0)
+    goto fail;
+  what = "memfd_create";
+  if ((out[1] = make_output_file(e->opts->output_limit)) < 0 ||
+      (err[1] = make_output_file(e->opts->output_limit)) < 0)
+    goto fail;
+
+  fflush(NULL);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  s->started = pfp__now();
+  lua_rawgeti(e->L, e->batches, (lua_Integer)(s - e->slots) + 1);
+  pid_t pid = fork();
+  if (pid == 0)
+    child_start(e, s, result, out, err);
+  saved = errno;
+  lua_pop(e->L, 1);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0) {
+    errno = saved;
+    what = "fork";
+    goto fail;
+  }
+  setpgid(pid, pid);
+  s->active = 1;
+  s->pid = pid;
+  s->fd[FD_RESULT] = result[0];
+  s->fd[FD_PID] = pfp__pidfd_open(pid);
+  pfp__close(&result[1]);
+  s->out_file = out[1];
+  s->err_file = err[1];
+  s->reader.on_job_end = worker_job_end;
+  s->reader.ud = s;
+  s->deadline = e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
+  s->kill_at = INFINITY;
+  e->running++;
+  return 0;
+
+fail:
+  saved = errno;
+  pfp__close(&result[0]);
+  pfp__close(&result[1]);
+  pfp__close(&out[1]);
+  pfp__close(&err[1]);
+  if (transient(saved) && e->running > 0)
+    return 1;
+  for (size_t k = s->batch_done; k < s->batch_len; k++) {
+    fail_to_start(e, s->batch_names[k], s->batch_index[k], what, saved);
+    s->batch_names[k] = NULL;
+  }
+  slot_drop_batch(e, s);
+  return -1;
+}
+
+/* start_jobs for reused workers: a free slot gets a new batch, or the
+** rest of the batch its last worker left when it crashed. */
+static int start_workers(exec_state *e) {
+  int started = 0;
+  for (unsigned i = 0; i < e->opts->jobs && e->stop_code == 0; i++) {
+    slot *s = &e->slots[i];
+    if (s->active)
+      continue;
+    if (started == FORKS_PER_TURN)
+      return 1;
+    if (s->batch_done >= s->batch_len) {
+      if (!e->pending && (!e->more_jobs || e->feed_waiting))
+        continue;
+      if (fill_batch(e, s) == 0) {
+        slot_drop_batch(e, s);
+        continue;
+      }
+    }
+    int rc = fork_worker(e, s);
+    if (rc == 1)
+      break;
+    started += rc == 0;
+  }
+  return 0;
+}
+
 /* ---- reading --------------------------------------------------------- */
 
 static void capture_add(capture *c, const char *data, size_t len,
@@ -455,6 +715,132 @@ static void judge(exec_state *e, slot *s, pfp_record *r, int wstatus,
   }
 }
 
+/* ---- reused workers: finishing jobs ---------------------------------- */
+
+/* A job's captured output as a record's text (new string, never NULL on
+** success): at most `limit` bytes, with a marker when there was more. */
+static char *output_text(const char *data, size_t len, size_t limit,
+                         const char *stream, size_t *text_len) {
+  pfp__buf b = {0};
+  size_t keep = len < limit ? len : limit;
+  if (keep > 0)
+    pfp__buf_append(&b, data, keep);
+  if (len > limit)
+    pfp__buf_printf(&b, "\n[pfp: %s truncated at the output limit of %zu "
+                        "bytes; later writes failed]\n",
+                    stream, limit);
+  return pfp__buf_steal(&b, text_len);
+}
+
+/* What a worker that died wrote for its last job: read from the host's
+** own descriptor of the output file. */
+static char *salvage_output(int fd, size_t limit, const char *stream,
+                            size_t *text_len) {
+  off_t end = fd >= 0 ? lseek(fd, 0, SEEK_CUR) : -1;
+  char *data = end > 0 ? malloc((size_t)end) : NULL;
+  ssize_t got = data ? pread(fd, data, (size_t)end, 0) : 0;
+  char *text = output_text(data, got > 0 ? (size_t)got : 0, limit, stream,
+                           text_len);
+  free(data);
+  return text;
+}
+
+/* The name a record carries: the Result's function_name if it set one,
+** else the registered name.  Takes both; frees the one not used. */
+static char *record_name(char **from_result, char **registered) {
+  char *name = *from_result ? *from_result : *registered;
+  if (*from_result)
+    free(*registered);
+  *from_result = *registered = NULL;
+  return name;
+}
+
+/* A reused worker finished job batch_done: its frames are in rd. */
+static void worker_job_end(void *ud, pfp__frame_reader *rd) {
+  slot *s = ud;
+  exec_state *e = s->owner;
+  if (s->batch_done >= s->batch_len) {
+    rd->protocol_error = pfp__strdup("more job ends than jobs");
+    return;
+  }
+  size_t k = s->batch_done++;
+  double now = pfp__now();
+  pfp_record *r = pfp__record_new();
+  if (r == NULL) {
+    free(s->batch_names[k]);
+    s->batch_names[k] = NULL;
+    set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    return;
+  }
+  r->index = s->batch_index[k];
+  r->function_name = record_name(&rd->name, &s->batch_names[k]);
+  r->duration_ms = (now - s->started) * 1000.0;
+  if (rd->error != NULL) {
+    r->status = PFP_STATUS_ERROR;
+    r->error = rd->error;
+    rd->error = NULL;
+  } else if (rd->result != NULL) {
+    r->status = PFP_STATUS_OK;
+    r->result_text = rd->result;
+    r->result_len = rd->result_len;
+    rd->result = NULL;
+  } else {
+    r->status = PFP_STATUS_CRASHED;
+    r->error = pfp__strdup("finished without delivering a result");
+  }
+  size_t limit = e->opts->output_limit;
+  r->out = output_text(rd->out, rd->out_len, limit, "stdout", &r->out_len);
+  r->err = output_text(rd->err, rd->err_len, limit, "stderr", &r->err_len);
+  /* The next job starts now; its own deadline follows. */
+  s->started = now;
+  s->deadline = e->opts->timeout > 0 && s->batch_done < s->batch_len
+                    ? now + e->opts->timeout
+                    : INFINITY;
+  if (r->function_name == NULL || r->out == NULL || r->err == NULL ||
+      (r->status == PFP_STATUS_CRASHED && r->error == NULL)) {
+    pfp__record_free(r);
+    set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    return;
+  }
+  deliver(e, r);
+}
+
+/* A reused worker has exited; its finished jobs are recorded.  The job it
+** was running gets a record judged from how it ended, and the rest of the
+** batch waits in the slot for a new worker. */
+static void finish_worker(exec_state *e, slot *s, int wstatus, int reaped,
+                          double ended) {
+  size_t k = s->batch_done;
+  /* Killed because an earlier job timed out, which then finished after
+  ** all: this job did nothing wrong and runs again. */
+  int collateral = s->timed_out && s->timed_out_job != k;
+  if (k < s->batch_len && !collateral) {
+    pfp_record *r = pfp__record_new();
+    if (r == NULL) {
+      set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    } else {
+      s->batch_done++;
+      r->index = s->batch_index[k];
+      r->duration_ms = (ended - s->started) * 1000.0;
+      judge(e, s, r, wstatus, reaped);
+      r->function_name = record_name(&s->reader.name, &s->batch_names[k]);
+      size_t limit = e->opts->output_limit;
+      r->out = salvage_output(s->out_file, limit, "stdout", &r->out_len);
+      r->err = salvage_output(s->err_file, limit, "stderr", &r->err_len);
+      if (r->function_name == NULL || r->out == NULL || r->err == NULL) {
+        pfp__record_free(r);
+        set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
+      } else {
+        deliver(e, r);
+      }
+    }
+  }
+  e->running--;
+  slot_end_process(s);
+  if (s->batch_done >= s->batch_len || e->stop_code != 0)
+    slot_drop_batch(e, s);
+}
+
 static void finish(exec_state *e, slot *s) {
   /* The child has exited but is not reaped, so its pid still names its
   ** process group: anything it left behind is killed, never orphaned. */
@@ -464,12 +850,16 @@ static void finish(exec_state *e, slot *s) {
   int wstatus = 0;
   pid_t got = pfp__waitpid(s->pid, &wstatus, 0);
   double ended = pfp__now();
+  if (reusing(e)) {
+    finish_worker(e, s, wstatus, got == s->pid, ended);
+    return;
+  }
 
   pfp_record *r = pfp__record_new();
   if (r == NULL) {
     set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
     e->running--;
-    slot_reset(s);
+    slot_end_process(s);
     return;
   }
   r->index = s->index;
@@ -485,7 +875,7 @@ static void finish(exec_state *e, slot *s) {
   r->out = capture_finish(&s->out, "stdout", &r->out_len);
   r->err = capture_finish(&s->err, "stderr", &r->err_len);
   e->running--;
-  slot_reset(s);
+  slot_end_process(s);
   if (r->function_name == NULL || r->out == NULL || r->err == NULL) {
     pfp__record_free(r);
     set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
@@ -530,6 +920,7 @@ static void check_timers(exec_state *e, double now) {
     }
     if (now >= s->deadline) {
       s->timed_out = 1;
+      s->timed_out_job = s->batch_done;
       s->deadline = INFINITY;
       kill(-s->pid, SIGTERM);
       s->kill_at = now + e->opts->kill_grace;
@@ -579,7 +970,7 @@ static void run_loop(exec_state *e) {
   if (take_interrupt(e))
     set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
   for (;;) {
-    int more_to_start = start_jobs(e);
+    int more_to_start = reusing(e) ? start_workers(e) : start_jobs(e);
     if (e->stop_code != 0 && hard_stop(e->stop_code) && !stopping) {
       stopping = 1;
       terminate_all(e, pfp__now());
@@ -682,13 +1073,21 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
     set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
   } else {
     for (unsigned i = 0; i < opts->jobs; i++)
-      for (int k = 0; k < FD_KINDS; k++)
-        e.slots[i].fd[k] = -1;
-    run_loop(&e);
+      slot_init(&e, &e.slots[i]);
+    if (reusing(&e) && make_batches(&e) != 0)
+      set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
+    else
+      run_loop(&e);
+    for (unsigned i = 0; i < opts->jobs; i++)
+      slot_free(&e, &e.slots[i]);
+    if (e.batches != 0) {
+      lua_remove(L, e.batches);
+      e.batches = 0;
+    }
   }
   if (e.slots)
     for (unsigned i = 0; i < opts->jobs; i++)
-      slot_reset(&e.slots[i]);
+      slot_free(&e, &e.slots[i]);
   pfp__close(&e.devnull);
   free(e.slots);
   free(e.chunk);

@@ -149,10 +149,21 @@ int pfp__jw_double(pfp__buf *b, double v) {
   return pfp__buf_puts(b, text);
 }
 
+/* By hand: snprintf's format parsing is most of the cost of a small
+** result, which is mostly integers. */
 int pfp__jw_integer(pfp__buf *b, long long v) {
   char text[24];
-  int n = snprintf(text, sizeof text, "%lld", v);
-  return pfp__buf_append(b, text, (size_t)n);
+  char *end = text + sizeof text, *p = end;
+  /* Unsigned, so that LLONG_MIN negates without overflow. */
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                               : (unsigned long long)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (v < 0)
+    *--p = '-';
+  return pfp__buf_append(b, p, (size_t)(end - p));
 }
 
 int pfp__jw_json(pfp__buf *b, const json_t *v) {

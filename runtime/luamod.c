@@ -209,6 +209,12 @@ static void copy_options(lua_State *L, int idx, int into, int allow_context) {
           lua_tonumber(L, -1) == HUGE_VAL)
         luaL_error(L, "option %s: expected a number of seconds >= 0, got %s",
                    key, luaL_tolstring(L, -1, NULL));
+    } else if (strcmp(key, "reuse") == 0) {
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+          lua_tointeger(L, -1) > 1000000000)
+        luaL_error(L, "option reuse: expected an integer >= 1 (calls per "
+                      "worker), got %s",
+                   luaL_tolstring(L, -1, NULL));
     } else if (strcmp(key, "output_limit") == 0 ||
                strcmp(key, "memory") == 0) {
       if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
@@ -221,7 +227,7 @@ static void copy_options(lua_State *L, int idx, int into, int allow_context) {
                    luaL_typename(L, -1));
     } else {
       luaL_error(L, "unknown option '%s' (options: context, jobs, timeout, "
-                    "kill_grace, output_limit, memory)",
+                    "kill_grace, output_limit, memory, reuse)",
                  key);
     }
     lua_pushvalue(L, -2);
@@ -437,7 +443,9 @@ static int mp_execute(lua_State *L) {
     pfp_set_output_limit(p, (size_t)lua_tointeger(L, -1));
   if (lua_getfield(L, 3, "memory") != LUA_TNIL)
     pfp_set_memory_limit(p, (size_t)lua_tointeger(L, -1));
-  lua_pop(L, 5);
+  if (lua_getfield(L, 3, "reuse") != LUA_TNIL)
+    pfp_set_reuse(p, (unsigned)lua_tointeger(L, -1));
+  lua_pop(L, 6);
   pfp__set_context_value(p, 4);
 
   lua_Integer n = (lua_Integer)lua_rawlen(L, 5);

@@ -172,7 +172,12 @@ int pfp__line_reader_next(pfp__line_reader *r, const char **line, size_t *len,
 enum {
   PFP__FRAME_NAME = 'N',   /* the Result's function_name (UTF-8) */
   PFP__FRAME_RESULT = 'R', /* the result as JSON text */
-  PFP__FRAME_ERROR = 'E'   /* a Lua error message with traceback */
+  PFP__FRAME_ERROR = 'E',  /* a Lua error message with traceback */
+  /* From a reused worker only, which runs many jobs on one pipe: */
+  PFP__FRAME_STDOUT = 'O', /* what the job wrote to stdout; one byte more
+                              than the output limit means truncated */
+  PFP__FRAME_STDERR = 'D', /* the same for stderr */
+  PFP__FRAME_JOB_END = 'F' /* the job's frames are complete (no payload) */
 };
 #define PFP__FRAME_HEADER 9
 #define PFP__FRAME_MAX ((uint64_t)1 << 40)
@@ -188,6 +193,10 @@ typedef struct pfp__frame_out {
 int pfp__frames_write(int fd, const pfp__frame_out *frames, int n);
 
 /* The host's incremental reader: feed it bytes as they come. */
+struct pfp__frame_reader;
+/* Called at each job-end frame; it may take (steal) the job's fields, and
+** whatever it leaves is freed before the next job's frames. */
+typedef void (*pfp__job_end_fn)(void *ud, struct pfp__frame_reader *r);
 typedef struct pfp__frame_reader {
   unsigned char header[PFP__FRAME_HEADER];
   size_t header_len;
@@ -199,12 +208,19 @@ typedef struct pfp__frame_reader {
   char *result;
   size_t result_len;
   char *error;
+  char *out, *err; /* a reused worker's output for the job */
+  size_t out_len, err_len;
   char *protocol_error; /* set once; the reader then ignores further bytes */
+  /* Set for a reused worker's pipe (NULL: one job, no job-end frames). */
+  pfp__job_end_fn on_job_end;
+  void *ud;
 } pfp__frame_reader;
 
 void pfp__frame_reader_free(pfp__frame_reader *r);
 /* Returns 0, or -1 when out of memory. */
 int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data, size_t len);
+/* Frees the current job's fields (name, result, error, output). */
+void pfp__frame_reader_take_job(pfp__frame_reader *r);
 /* True when a frame was begun and not completed. */
 int pfp__frame_reader_partial(const pfp__frame_reader *r);
 
@@ -238,6 +254,14 @@ void pfp__record_free(pfp_record *r);
 PFP__NORETURN void pfp__child_run(lua_State *L, int context, int fn, int args,
                                   const char *name, int result_fd,
                                   size_t memory_limit);
+/* A reused worker: runs jobs first..count-1 of the batch table at stack
+** index `batch` (function at 2k+1, args at 2k+2) one after another, each
+** followed by its output and a job-end frame, then leaves through _exit.
+** Its stdout and stderr must be seekable files (exec.c gives it memfds). */
+PFP__NORETURN void pfp__worker_run(lua_State *L, int context, int batch,
+                                   size_t first, size_t count,
+                                   char *const *names, int result_fd,
+                                   size_t memory_limit);
 
 /* The registered name of the call running in this child (NULL in the
 ** host).  Owned by the Lua registry. */
@@ -258,6 +282,9 @@ typedef struct pfp__exec_opts {
   int wake_fd;        /* read end of the interrupt pipe */
   int wake_write_fd;  /* its write end: closed in children, never used */
   int feed_fd;        /* polled while `next` waits for input, or -1 */
+  /* Reused workers: each forked worker runs up to this many jobs in turn
+  ** (0 or 1: one child per job). */
+  unsigned reuse;
 } pfp__exec_opts;
 
 /* What to run comes from the caller: `next` pushes the function and its
@@ -270,6 +297,9 @@ typedef struct pfp__exec_opts {
 typedef struct pfp__exec_hooks {
   int (*next)(void *ud, lua_State *L, char **name, size_t *index);
   int (*done)(void *ud, pfp_record *record);
+  /* How many jobs `next` still has, or SIZE_MAX when unknown (a feed);
+  ** sizes reused workers' batches.  May be NULL. */
+  size_t (*remaining)(void *ud);
   void *ud;
 } pfp__exec_hooks;
 

@@ -72,6 +72,9 @@ static void usage(FILE *to) {
       "      --output-limit SIZE  stdout/stderr kept per function (1M)\n"
       "      --memory SIZE      most memory a function's Lua code may\n"
       "                         allocate, e.g. 512M (default: no limit)\n"
+      "      --reuse N          worker reuse: each forked worker runs up to N\n"
+      "                         functions in turn (default 1: a fresh process\n"
+      "                         per function); see README, \"Worker reuse\"\n"
       "      --format json|jsonl   one array in registration order (json,\n"
       "                         default) or one record per line as each\n"
       "                         completes (jsonl)\n"
@@ -327,7 +330,7 @@ static int validate_jobs_file(run *r) {
 /* ---- main --------------------------------------------------------------- */
 
 enum { OPT_FORMAT = 256, OPT_JOBS_FILE, OPT_VERSION, OPT_KILL_GRACE,
-       OPT_OUTPUT_LIMIT, OPT_MEMORY };
+       OPT_OUTPUT_LIMIT, OPT_MEMORY, OPT_REUSE };
 
 static const struct option long_options[] = {
     {"context", required_argument, NULL, 'c'},
@@ -336,6 +339,7 @@ static const struct option long_options[] = {
     {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
     {"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
     {"memory", required_argument, NULL, OPT_MEMORY},
+    {"reuse", required_argument, NULL, OPT_REUSE},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"jobs-file", required_argument, NULL, OPT_JOBS_FILE},
     {"help", no_argument, NULL, 'h'},
@@ -351,6 +355,7 @@ typedef struct settings {
   double kill_grace;
   unsigned long output_limit;
   unsigned long memory;
+  unsigned long reuse;
   int have_jobs, have_kill_grace, have_output_limit;
   int jsonl;
 } settings;
@@ -387,6 +392,10 @@ static int parse_options(int argc, char **argv, settings *s) {
       break;
     case OPT_MEMORY:
       if (parse_size("--memory", optarg, &s->memory) != 0)
+        return EXIT_USAGE;
+      break;
+    case OPT_REUSE:
+      if (parse_count("--reuse", optarg, 1, 1000000000, &s->reuse) != 0)
         return EXIT_USAGE;
       break;
     case OPT_FORMAT:
@@ -579,6 +588,7 @@ int main(int argc, char **argv) {
   if (s.have_output_limit)
     pfp_set_output_limit(r.p, (size_t)s.output_limit);
   pfp_set_memory_limit(r.p, (size_t)s.memory);
+  pfp_set_reuse(r.p, (unsigned)s.reuse);
   pfp_set_keep_records(r.p, 0);
   pfp_set_on_record(r.p, on_record, &r);
   /* Only now: until children run, the default action (die) is right, and

@@ -42,6 +42,7 @@ struct pfp_processor {
   double kill_grace;
   size_t output_limit;
   size_t memory_limit;
+  unsigned reuse;
   pfp_record_fn on_record;
   void *on_record_ud;
   int keep_records;
@@ -561,6 +562,13 @@ int pfp_set_memory_limit(pfp_processor *p, size_t bytes) {
   return ok(p);
 }
 
+int pfp_set_reuse(pfp_processor *p, unsigned max_calls_per_worker) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  p->reuse = max_calls_per_worker;
+  return ok(p);
+}
+
 int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn, void *userdata) {
   p->on_record = fn;
   p->on_record_ud = userdata;
@@ -706,6 +714,11 @@ static int exec_done(void *ud, pfp_record *rec) {
   return stop;
 }
 
+static size_t exec_remaining(void *ud) {
+  pfp_processor *p = ud;
+  return p->feed != NULL ? SIZE_MAX : p->nregs - p->next_reg;
+}
+
 static int new_table_protected(lua_State *L) {
   lua_newtable(L);
   return 1;
@@ -749,10 +762,19 @@ int pfp_execute(pfp_processor *p) {
   unsigned jobs = p->jobs;
   if (p->feed == NULL && p->nregs < jobs)
     jobs = p->nregs > 0 ? (unsigned)p->nregs : 1;
-  pfp__exec_opts opts = {jobs,         p->timeout,        p->kill_grace,
-                         p->output_limit, p->memory_limit, p->wake[0],
-                         p->wake[1],      p->feed ? p->feed_fd : -1};
-  pfp__exec_hooks hooks = {exec_next, exec_done, p};
+  pfp__exec_opts opts = {.jobs = jobs,
+                         .timeout = p->timeout,
+                         .kill_grace = p->kill_grace,
+                         .output_limit = p->output_limit,
+                         .memory_limit = p->memory_limit,
+                         .wake_fd = p->wake[0],
+                         .wake_write_fd = p->wake[1],
+                         .feed_fd = p->feed ? p->feed_fd : -1,
+                         .reuse = p->reuse};
+  pfp__exec_hooks hooks = {.next = exec_next,
+                           .done = exec_done,
+                           .remaining = exec_remaining,
+                           .ud = p};
   char *msg = NULL;
   int top = lua_gettop(L);
   int rc = pfp__exec(L, top, &opts, &hooks, &msg);

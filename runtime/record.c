@@ -2,6 +2,7 @@
 ** record.c — result records: one per registered call, whatever happened.
 */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,50 +77,65 @@ const char *pfp_record_stderr(const pfp_record *r, size_t *len) {
   return r->err ? r->err : "";
 }
 
-static int put_key(pfp__buf *b, const char *key, int first) {
-  return pfp__buf_printf(b, "%s\"%s\":", first ? "" : ",", key);
+/* Appends a literal: the records are written at the rate functions
+** finish, so no printf on this path. */
+#define PUT(b, lit) pfp__buf_append((b), (lit), sizeof(lit) - 1)
+
+static int put_text(pfp__buf *b, const char *s, size_t len) {
+  if (s == NULL)
+    return PUT(b, "null");
+  return pfp__jw_string(b, s, len, 1, NULL);
 }
 
-static int put_text(pfp__buf *b, const char *key, const char *s, size_t len) {
-  if (put_key(b, key, 0) != 0)
-    return -1;
-  if (s == NULL)
-    return pfp__buf_puts(b, "null");
-  return pfp__jw_string(b, s, len, 1, NULL);
+/* A count that is absent when negative (or zero, for signals). */
+static int put_optional(pfp__buf *b, int value, int least) {
+  return value >= least ? pfp__jw_integer(b, value) : PUT(b, "null");
+}
+
+/* Milliseconds with three decimals, always with a '.', whatever the
+** locale. */
+static int put_millis(pfp__buf *b, double ms) {
+  if (!(ms >= 0) || ms > 9e15)
+    ms = 0;
+  long long us = llround(ms * 1000.0);
+  char frac[5] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                  (char)('0' + us % 10), 0};
+  return pfp__jw_integer(b, us / 1000) | pfp__buf_append(b, frac, 4);
 }
 
 char *pfp_record_to_json(const pfp_record *r) {
   pfp__buf b = {0};
   if (r == NULL)
     return NULL;
-  int rc = pfp__buf_puts(&b, "{");
-  rc |= put_key(&b, "function_name", 1);
+  const char *status = pfp_status_name(r->status);
+  size_t guess = 160 + strlen(r->function_name) + r->result_len + r->out_len +
+                 r->err_len + (r->error ? strlen(r->error) : 0);
+  int rc = pfp__buf_reserve(&b, guess);
+  rc |= PUT(&b, "{\"function_name\":");
   rc |= pfp__jw_string(&b, r->function_name, strlen(r->function_name), 1,
                        NULL);
-  rc |= put_key(&b, "index", 0);
-  rc |= pfp__buf_printf(&b, "%zu", r->index);
-  rc |= put_key(&b, "status", 0);
-  rc |= pfp__buf_printf(&b, "\"%s\"", pfp_status_name(r->status));
-  rc |= put_key(&b, "result", 0);
+  rc |= PUT(&b, ",\"index\":");
+  rc |= pfp__jw_integer(&b, (long long)r->index);
+  rc |= PUT(&b, ",\"status\":\"");
+  rc |= pfp__buf_append(&b, status, strlen(status));
+  rc |= PUT(&b, "\",\"result\":");
   if (r->result_text != NULL)
     rc |= pfp__buf_append(&b, r->result_text, r->result_len);
   else
-    rc |= pfp__buf_puts(&b, "null");
-  rc |= put_text(&b, "error", r->error, r->error ? strlen(r->error) : 0);
-  rc |= put_key(&b, "exit_code", 0);
-  rc |= r->exit_code >= 0 ? pfp__buf_printf(&b, "%d", r->exit_code)
-                          : pfp__buf_puts(&b, "null");
-  rc |= put_key(&b, "signal", 0);
-  rc |= r->signal > 0 ? pfp__buf_printf(&b, "%d", r->signal)
-                      : pfp__buf_puts(&b, "null");
-  rc |= put_key(&b, "duration_ms", 0);
-  char ms[64];
-  snprintf(ms, sizeof ms, "%.3f", r->duration_ms);
-  pfp__c_decimal_point(ms);
-  rc |= pfp__buf_puts(&b, ms);
-  rc |= put_text(&b, "stdout", r->out ? r->out : "", r->out_len);
-  rc |= put_text(&b, "stderr", r->err ? r->err : "", r->err_len);
-  rc |= pfp__buf_puts(&b, "}");
+    rc |= PUT(&b, "null");
+  rc |= PUT(&b, ",\"error\":");
+  rc |= put_text(&b, r->error, r->error ? strlen(r->error) : 0);
+  rc |= PUT(&b, ",\"exit_code\":");
+  rc |= put_optional(&b, r->exit_code, 0);
+  rc |= PUT(&b, ",\"signal\":");
+  rc |= put_optional(&b, r->signal, 1);
+  rc |= PUT(&b, ",\"duration_ms\":");
+  rc |= put_millis(&b, r->duration_ms);
+  rc |= PUT(&b, ",\"stdout\":");
+  rc |= put_text(&b, r->out ? r->out : "", r->out_len);
+  rc |= PUT(&b, ",\"stderr\":");
+  rc |= put_text(&b, r->err ? r->err : "", r->err_len);
+  rc |= PUT(&b, "}");
   if (rc != 0) {
     pfp__buf_free(&b);
     return NULL;

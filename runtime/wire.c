@@ -41,14 +41,36 @@ void pfp__frame_reader_free(pfp__frame_reader *r) {
   free(r->name);
   free(r->result);
   free(r->error);
+  free(r->out);
+  free(r->err);
   free(r->protocol_error);
   memset(r, 0, sizeof *r);
+}
+
+void pfp__frame_reader_take_job(pfp__frame_reader *r) {
+  free(r->name);
+  free(r->result);
+  free(r->error);
+  free(r->out);
+  free(r->err);
+  r->name = r->result = r->error = r->out = r->err = NULL;
+  r->result_len = r->out_len = r->err_len = 0;
 }
 
 static int protocol_error(pfp__frame_reader *r, char *msg) {
   r->protocol_error = msg;
   pfp__buf_free(&r->payload);
   return msg ? 0 : -1;
+}
+
+static int known_type(const pfp__frame_reader *r, int type) {
+  if (type == PFP__FRAME_NAME || type == PFP__FRAME_RESULT ||
+      type == PFP__FRAME_ERROR)
+    return 1;
+  /* Output and job ends come only from reused workers. */
+  return r->on_job_end != NULL &&
+         (type == PFP__FRAME_STDOUT || type == PFP__FRAME_STDERR ||
+          type == PFP__FRAME_JOB_END);
 }
 
 /* Takes the completed payload into the slot its type names. */
@@ -58,8 +80,18 @@ static int frame_complete(pfp__frame_reader *r) {
   char *data = pfp__buf_steal(&r->payload, &len);
   if (data == NULL)
     return -1;
+  r->in_payload = 0;
+  r->header_len = 0;
+  if (type == PFP__FRAME_JOB_END) {
+    free(data);
+    r->on_job_end(r->ud, r);
+    pfp__frame_reader_take_job(r);
+    return 0;
+  }
   char **slot = type == PFP__FRAME_NAME     ? &r->name
                 : type == PFP__FRAME_RESULT ? &r->result
+                : type == PFP__FRAME_STDOUT ? &r->out
+                : type == PFP__FRAME_STDERR ? &r->err
                                             : &r->error;
   if (*slot != NULL) {
     free(data);
@@ -68,8 +100,10 @@ static int frame_complete(pfp__frame_reader *r) {
   *slot = data;
   if (type == PFP__FRAME_RESULT)
     r->result_len = len;
-  r->in_payload = 0;
-  r->header_len = 0;
+  else if (type == PFP__FRAME_STDOUT)
+    r->out_len = len;
+  else if (type == PFP__FRAME_STDERR)
+    r->err_len = len;
   return 0;
 }
 
@@ -87,8 +121,7 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
       /* The type is judged as soon as it arrives, so garbage shorter than
       ** a header is reported as garbage, not as a cut-off frame. */
       int type = r->header[0];
-      if (type != PFP__FRAME_NAME && type != PFP__FRAME_RESULT &&
-          type != PFP__FRAME_ERROR)
+      if (!known_type(r, type))
         return protocol_error(
             r, pfp__strdupf("unknown frame type 0x%02x on the result pipe",
                             type));
