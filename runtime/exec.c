@@ -401,15 +401,16 @@ static int start_jobs(exec_state *e) {
 
 /* Jobs per batch: like multiprocessing's map chunks, about a quarter of
 ** each slot's share of what is left, so the last batches are small and the
-** slots finish together; never more than the reuse limit, nor than
-** BATCH_MAX, which bounds what one batch preallocates. */
+** slots finish together (with one slot there is nothing to balance);
+** never more than the reuse limit, nor than BATCH_MAX, which bounds what
+** one batch preallocates. */
 #define BATCH_MAX 4096
 static size_t batch_size(exec_state *e) {
   size_t most = e->opts->reuse < BATCH_MAX ? e->opts->reuse : BATCH_MAX;
   size_t left =
       e->hooks->remaining ? e->hooks->remaining(e->hooks->ud) : SIZE_MAX;
   if (left != SIZE_MAX) {
-    size_t parts = (size_t)e->opts->jobs * 4;
+    size_t parts = e->opts->jobs == 1 ? 1 : (size_t)e->opts->jobs * 4;
     size_t share = left / parts + (left % parts != 0);
     if (share < most)
       most = share;
@@ -490,16 +491,21 @@ static size_t fill_batch(exec_state *e, slot *s) {
   return n;
 }
 
-/* A file for a worker's stdout or stderr.  Its size is fixed at one byte
-** past the output limit (sealed against growth), so a chatty function
-** cannot fill memory: writes past the end fail, and a job whose output
-** reaches the last byte is known to be truncated. */
+/* A file for a worker's stdout or stderr.  Its size is fixed (sealed
+** against growth) past the output limit, so a chatty function cannot fill
+** memory: writes past the end fail.  The kernel refuses a write page by
+** page, so the size is whole pages: then output longer than the limit
+** always leaves more than `limit` bytes in the file, and is known to be
+** truncated. */
 static int make_output_file(size_t limit) {
   int fd = memfd_create("pfp-output", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     return -1;
-  off_t size = limit < (size_t)(INT64_MAX / 2) ? (off_t)limit + 1
-                                                : (off_t)(INT64_MAX / 2);
+  long page_size = sysconf(_SC_PAGESIZE);
+  size_t page = page_size > 0 ? (size_t)page_size : 4096;
+  off_t size = limit < (size_t)(INT64_MAX / 2)
+                   ? (off_t)((limit / page + 1) * page)
+                   : (off_t)(INT64_MAX / 2);
   if (ftruncate(fd, size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_GROW) != 0) {
     pfp__close(&fd);
     return -1;

@@ -229,6 +229,35 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* The same statuses with reused workers, each call in the one worker's
+** turn: the calls after a crash and after a timeout still run. */
+static void test_every_status_with_reuse(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_set_timeout(p, SECONDS(0.3)));
+  CHECK_RC(p, pfp_set_jobs(p, 1));
+  CHECK_RC(p, pfp_set_reuse(p, 100));
+  const char *order[] = {"fails", "forever", "leaves", "chatty", "big_int"};
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+    CHECK_RC(p, pfp_register(p, order[i], NULL));
+  CHECK_EXEC(p, 3);
+  CHECK(pfp_record_count(p) == 5);
+  CHECK(pfp_record_status(pfp_record_at(p, 0)) == PFP_STATUS_ERROR);
+  CHECK(pfp_record_status(pfp_record_at(p, 1)) == PFP_STATUS_TIMEOUT);
+  CHECK(pfp_record_status(pfp_record_at(p, 2)) == PFP_STATUS_CRASHED);
+  CHECK(pfp_record_exit_code(pfp_record_at(p, 2)) == 7);
+  const pfp_record *chatty = pfp_record_at(p, 3), *big = pfp_record_at(p, 4);
+  CHECK(pfp_record_status(chatty) == PFP_STATUS_OK);
+  size_t len;
+  CHECK(strcmp(pfp_record_stdout(chatty, &len), "to stdout\n") == 0);
+  CHECK(strcmp(pfp_record_stderr(chatty, &len), "to stderr\n") == 0);
+  CHECK(pfp_record_status(big) == PFP_STATUS_OK);
+  CHECK(strcmp(pfp_record_result_text(big, &len), "9223372036854775807") == 0);
+  CHECK(no_children_left());
+out:
+  pfp_processor_destroy(p);
+}
+
 static void test_captured_output_and_silence(void) {
   /* The library prints nothing of its own: everything the functions write
   ** is captured into records, so fds 1 and 2 stay untouched. */
@@ -665,6 +694,8 @@ static void test_refuses_when_sigchld_is_ignored(void) {
   CHECK(pfp_record_count(p) == 0);
   CHECK_EXEC(p, 0); /* and fine again once restored */
 out:
+  run_test("every status with reused workers; later calls still run",
+           test_every_status_with_reuse);
   pfp_processor_destroy(p);
 }
 
