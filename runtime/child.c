@@ -4,10 +4,12 @@
 ** A child never returns into the host's code and leaves only through _exit,
 ** so the host's atexit handlers and stdio buffers are never run twice.
 */
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pfp_internal.h"
@@ -64,10 +66,52 @@ static void unwrap_result(lua_State *L, int idx) {
   lua_pushvalue(L, idx);
 }
 
-/* Encodes the result at the top of the stack and writes the frames.
-** Returns NULL, or an error message (new string) when it cannot be
-** serialized; raises nothing itself. */
+/* A big result goes through a wider pipe: fewer, larger reads and
+** writes, fewer switches between child and host.  Best effort. */
+#define WIDE_PIPE (1 << 20)
+static void widen_pipe(int fd, size_t payload) {
+  if (payload > (64u << 10))
+    (void)fcntl(fd, F_SETPIPE_SZ, WIDE_PIPE);
+}
+
+/* A string result that needs no escapes is written straight from the Lua
+** string, quotes around it: no copy of what may be hundreds of MB. */
+static int write_plain_string(int fd, const char *name, size_t name_len,
+                              const char *s, size_t len) {
+  unsigned char name_header[PFP__FRAME_HEADER], header[PFP__FRAME_HEADER];
+  struct iovec iov[6];
+  int k = 0;
+  if (name != NULL) {
+    pfp__frame_header(name_header, PFP__FRAME_NAME, name_len);
+    iov[k++] = (struct iovec){name_header, PFP__FRAME_HEADER};
+    iov[k++] = (struct iovec){(void *)name, name_len};
+  }
+  pfp__frame_header(header, PFP__FRAME_RESULT, (uint64_t)len + 2);
+  iov[k++] = (struct iovec){header, PFP__FRAME_HEADER};
+  iov[k++] = (struct iovec){"\"", 1};
+  iov[k++] = (struct iovec){(void *)s, len};
+  iov[k++] = (struct iovec){"\"", 1};
+  widen_pipe(fd, len);
+  return pfp__writev_all(fd, iov, k);
+}
+
+/* Encodes the result at the top of the stack (its function_name below it)
+** and writes the frames.  Returns NULL, or an error message (new string)
+** when it cannot be serialized; raises nothing itself. */
 static char *deliver(lua_State *L, int fd) {
+  size_t name_len = 0;
+  const char *name = lua_type(L, -2) == LUA_TSTRING
+                         ? lua_tolstring(L, -2, &name_len)
+                         : NULL;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (pfp__jw_plain_prefix(s, len) == len) {
+      if (write_plain_string(fd, name, name_len, s, len) != 0)
+        host_gone();
+      return NULL;
+    }
+  }
   pfp__buf json = {0};
   char *errmsg = NULL;
   int rc = pfp__lua_to_json(L, -1, "result", &json, &errmsg);
@@ -77,12 +121,10 @@ static char *deliver(lua_State *L, int fd) {
   }
   pfp__frame_out frames[2];
   int n = 0;
-  if (lua_type(L, -2) == LUA_TSTRING) {
-    size_t len;
-    const char *name = lua_tolstring(L, -2, &len);
-    frames[n++] = (pfp__frame_out){PFP__FRAME_NAME, name, len};
-  }
+  if (name != NULL)
+    frames[n++] = (pfp__frame_out){PFP__FRAME_NAME, name, name_len};
   frames[n++] = (pfp__frame_out){PFP__FRAME_RESULT, json.data, json.len};
+  widen_pipe(fd, json.len);
   if (pfp__frames_write(fd, frames, n) != 0)
     host_gone();
   pfp__buf_free(&json);

@@ -31,7 +31,8 @@
 
 #include "pfp_internal.h"
 
-#define READ_CHUNK 65536
+/* Large enough for a widened result pipe (child.c) in one read. */
+#define READ_CHUNK (1 << 20)
 /* Chunks read from one descriptor per wake-up, so that one chatty child
 ** cannot starve the others. */
 #define READS_PER_WAKE 16

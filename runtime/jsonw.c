@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "pfp_internal.h"
@@ -50,6 +51,34 @@ size_t pfp__utf8_sequence(const unsigned char *s, size_t n) {
   return len;
 }
 
+/* Bytes that need no thought: printable ASCII other than '"', '\\' and
+** DEL.  Eight at a time, since long strings are mostly such bytes. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static int word_is_plain(uint64_t x) {
+  uint64_t quote = x ^ (ONES * '"'), slash = x ^ (ONES * '\\');
+  uint64_t del = x ^ (ONES * 0x7F);
+  uint64_t bad = x | ((x - ONES * 0x20) & ~x) | ((quote - ONES) & ~quote) |
+                 ((slash - ONES) & ~slash) | ((del - ONES) & ~del);
+  return (bad & HIGHS) == 0;
+}
+
+size_t pfp__jw_plain_prefix(const char *s, size_t len) {
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t word;
+    memcpy(&word, s + i, 8);
+    if (!word_is_plain(word))
+      break;
+  }
+  for (; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\')
+      break;
+  }
+  return i;
+}
+
 int pfp__jw_string(pfp__buf *b, const char *str, size_t len, int lossy,
                    size_t *bad_at) {
   const unsigned char *s = (const unsigned char *)str;
@@ -62,6 +91,9 @@ int pfp__jw_string(pfp__buf *b, const char *str, size_t len, int lossy,
   size_t run = 0; /* start of the pending run of plain bytes */
   size_t i = 0;
   while (i < len) {
+    i += pfp__jw_plain_prefix(str + i, len - i);
+    if (i == len)
+      break;
     unsigned c = s[i];
     const char *esc = NULL;
     char ubuf[7];

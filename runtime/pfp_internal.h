@@ -90,6 +90,9 @@ double pfp__now(void);
 ** surrogates and code points above U+10FFFF are invalid). */
 size_t pfp__utf8_sequence(const unsigned char *s, size_t n);
 
+/* Length of the longest prefix of s that a JSON string holds as is
+** (printable ASCII other than '"', '\\' and DEL). */
+size_t pfp__jw_plain_prefix(const char *s, size_t len);
 /* Appends s as a JSON string.  strict: invalid UTF-8 is an error (returns
 ** -2 and sets *bad_at to the offset of the first bad byte); lossy: bad bytes
 ** become U+FFFD.  Returns 0, -1 on out of memory. */
@@ -190,6 +193,13 @@ typedef struct pfp__frame_out {
   size_t len;
 } pfp__frame_out;
 #define PFP__FRAMES_MAX 4
+/* The 9 header bytes of a frame of `len` payload bytes. */
+void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
+                       uint64_t len);
+/* Payloads up to this size are given their full buffer when the header
+** arrives; larger ones grow as they arrive (a bad header must not make the
+** host allocate what the child never sends). */
+#define PFP__FRAME_RESERVE_MAX ((uint64_t)64 << 20)
 int pfp__frames_write(int fd, const pfp__frame_out *frames, int n);
 
 /* The host's incremental reader: feed it bytes as they come. */
@@ -244,6 +254,11 @@ struct pfp_record {
 };
 
 pfp_record *pfp__record_new(void);
+/* Appends the record's JSON text before its result (which follows, as
+** pfp_record_result_text gives it) to head, and what comes after to tail.
+** Returns 0, or -1 when out of memory. */
+int pfp__record_json_parts(const pfp_record *r, pfp__buf *head,
+                           pfp__buf *tail);
 void pfp__record_free(pfp_record *r);
 
 /* ---- child.c: what a forked child runs -------------------------------- */

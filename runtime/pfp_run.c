@@ -180,13 +180,17 @@ static char *read_file(const char *path, size_t *len) {
 
 /* ---- output ------------------------------------------------------------ */
 
-static void write_text(run *r, const char *text) {
-  if (r->write_failed)
+static void write_bytes(run *r, const char *data, size_t len) {
+  if (r->write_failed || len == 0)
     return;
   /* ferror too: the engine flushes stdio before each fork, and a failure
-  ** there sets the stream's error flag without any fputs failing. */
-  if (fputs(text, stdout) == EOF || ferror(stdout))
+  ** there sets the stream's error flag without any write failing. */
+  if (fwrite(data, 1, len, stdout) != len || ferror(stdout))
     r->write_failed = errno ? errno : EIO;
+}
+
+static void write_text(run *r, const char *text) {
+  write_bytes(r, text, strlen(text));
 }
 
 static void print_in_order(run *r, char *json) {
@@ -196,47 +200,70 @@ static void print_in_order(run *r, char *json) {
   free(json);
 }
 
+/* Writes the record as JSON without first copying its result into one
+** string: a result can be hundreds of MB. */
+static int write_record(run *r, const pfp_record *rec) {
+  pfp__buf head = {0}, tail = {0};
+  int rc = pfp__record_json_parts(rec, &head, &tail);
+  if (rc == 0) {
+    size_t len;
+    const char *result = pfp_record_result_text(rec, &len);
+    write_bytes(r, head.data, head.len);
+    if (result != NULL)
+      write_bytes(r, result, len);
+    write_bytes(r, tail.data, tail.len);
+  }
+  pfp__buf_free(&head);
+  pfp__buf_free(&tail);
+  return rc;
+}
+
+static int out_of_memory(void) {
+  fputs("pfp-run: out of memory\n", stderr);
+  return 1;
+}
+
 static int on_record(void *ud, const pfp_record *rec) {
   run *r = ud;
-  char *json = pfp_record_to_json(rec);
-  if (json == NULL) {
-    fputs("pfp-run: out of memory\n", stderr);
-    return 1;
-  }
-  if (r->jsonl) {
-    write_text(r, json);
-    write_text(r, "\n");
-    free(json);
-    if (!r->write_failed && fflush(stdout) != 0)
-      r->write_failed = errno ? errno : EIO;
-    return r->write_failed != 0;
-  }
   size_t index = pfp_record_index(rec);
-  if (index >= r->cap_waiting) {
-    size_t cap = r->cap_waiting ? r->cap_waiting : 64;
-    while (cap <= index)
-      cap *= 2;
-    char **grown = realloc(r->waiting, cap * sizeof *grown);
-    if (grown == NULL) {
-      free(json);
-      fputs("pfp-run: out of memory\n", stderr);
-      return 1;
+  if (r->jsonl || index == r->next_to_print) {
+    if (!r->jsonl)
+      write_text(r, r->printed++ == 0 ? "[\n" : ",\n");
+    if (write_record(r, rec) != 0)
+      return out_of_memory();
+    if (r->jsonl)
+      write_text(r, "\n");
+    else
+      r->next_to_print++;
+  } else {
+    /* Out of order: kept as text until the records before it are in. */
+    char *json = pfp_record_to_json(rec);
+    if (json == NULL)
+      return out_of_memory();
+    if (index >= r->cap_waiting) {
+      size_t cap = r->cap_waiting ? r->cap_waiting : 64;
+      while (cap <= index)
+        cap *= 2;
+      char **grown = realloc(r->waiting, cap * sizeof *grown);
+      if (grown == NULL) {
+        free(json);
+        return out_of_memory();
+      }
+      memset(grown + r->cap_waiting, 0,
+             (cap - r->cap_waiting) * sizeof *grown);
+      r->waiting = grown;
+      r->cap_waiting = cap;
     }
-    memset(grown + r->cap_waiting, 0, (cap - r->cap_waiting) * sizeof *grown);
-    r->waiting = grown;
-    r->cap_waiting = cap;
+    r->waiting[index] = json;
   }
-  r->waiting[index] = json;
-  int printed = 0;
   while (r->next_to_print < r->cap_waiting && r->waiting[r->next_to_print]) {
     print_in_order(r, r->waiting[r->next_to_print]);
     r->waiting[r->next_to_print++] = NULL;
-    printed = 1;
   }
   /* Flushed at once: readers see records as soon as they are in order,
   ** and a write error (a full disk, a reader gone) stops the run now
   ** rather than after every function has run. */
-  if (printed && !r->write_failed && fflush(stdout) != 0)
+  if (!r->write_failed && fflush(stdout) != 0)
     r->write_failed = errno ? errno : EIO;
   return r->write_failed != 0;
 }

@@ -103,44 +103,55 @@ static int put_millis(pfp__buf *b, double ms) {
   return pfp__jw_integer(b, us / 1000) | pfp__buf_append(b, frac, 4);
 }
 
+/* The record's JSON text before and after its result, which is not
+** copied: pfp-run writes a large result straight from the record. */
+int pfp__record_json_parts(const pfp_record *r, pfp__buf *head,
+                           pfp__buf *tail) {
+  const char *status = pfp_status_name(r->status);
+  int rc = pfp__buf_reserve(head, 96 + strlen(r->function_name));
+  rc |= PUT(head, "{\"function_name\":");
+  rc |= pfp__jw_string(head, r->function_name, strlen(r->function_name), 1,
+                       NULL);
+  rc |= PUT(head, ",\"index\":");
+  rc |= pfp__jw_integer(head, (long long)r->index);
+  rc |= PUT(head, ",\"status\":\"");
+  rc |= pfp__buf_append(head, status, strlen(status));
+  rc |= PUT(head, "\",\"result\":");
+  if (r->result_text == NULL)
+    rc |= PUT(head, "null");
+  rc |= pfp__buf_reserve(tail, 128 + r->out_len + r->err_len +
+                                   (r->error ? strlen(r->error) : 0));
+  rc |= PUT(tail, ",\"error\":");
+  rc |= put_text(tail, r->error, r->error ? strlen(r->error) : 0);
+  rc |= PUT(tail, ",\"exit_code\":");
+  rc |= put_optional(tail, r->exit_code, 0);
+  rc |= PUT(tail, ",\"signal\":");
+  rc |= put_optional(tail, r->signal, 1);
+  rc |= PUT(tail, ",\"duration_ms\":");
+  rc |= put_millis(tail, r->duration_ms);
+  rc |= PUT(tail, ",\"stdout\":");
+  rc |= put_text(tail, r->out ? r->out : "", r->out_len);
+  rc |= PUT(tail, ",\"stderr\":");
+  rc |= put_text(tail, r->err ? r->err : "", r->err_len);
+  rc |= PUT(tail, "}");
+  return rc == 0 ? 0 : -1;
+}
+
 char *pfp_record_to_json(const pfp_record *r) {
-  pfp__buf b = {0};
   if (r == NULL)
     return NULL;
-  const char *status = pfp_status_name(r->status);
-  size_t guess = 160 + strlen(r->function_name) + r->result_len + r->out_len +
-                 r->err_len + (r->error ? strlen(r->error) : 0);
-  int rc = pfp__buf_reserve(&b, guess);
-  rc |= PUT(&b, "{\"function_name\":");
-  rc |= pfp__jw_string(&b, r->function_name, strlen(r->function_name), 1,
-                       NULL);
-  rc |= PUT(&b, ",\"index\":");
-  rc |= pfp__jw_integer(&b, (long long)r->index);
-  rc |= PUT(&b, ",\"status\":\"");
-  rc |= pfp__buf_append(&b, status, strlen(status));
-  rc |= PUT(&b, "\",\"result\":");
-  if (r->result_text != NULL)
-    rc |= pfp__buf_append(&b, r->result_text, r->result_len);
-  else
-    rc |= PUT(&b, "null");
-  rc |= PUT(&b, ",\"error\":");
-  rc |= put_text(&b, r->error, r->error ? strlen(r->error) : 0);
-  rc |= PUT(&b, ",\"exit_code\":");
-  rc |= put_optional(&b, r->exit_code, 0);
-  rc |= PUT(&b, ",\"signal\":");
-  rc |= put_optional(&b, r->signal, 1);
-  rc |= PUT(&b, ",\"duration_ms\":");
-  rc |= put_millis(&b, r->duration_ms);
-  rc |= PUT(&b, ",\"stdout\":");
-  rc |= put_text(&b, r->out ? r->out : "", r->out_len);
-  rc |= PUT(&b, ",\"stderr\":");
-  rc |= put_text(&b, r->err ? r->err : "", r->err_len);
-  rc |= PUT(&b, "}");
+  pfp__buf head = {0}, tail = {0};
+  int rc = pfp__record_json_parts(r, &head, &tail);
+  if (rc == 0 && r->result_text != NULL)
+    rc = pfp__buf_append(&head, r->result_text, r->result_len);
+  if (rc == 0)
+    rc = pfp__buf_append(&head, tail.data, tail.len);
+  pfp__buf_free(&tail);
   if (rc != 0) {
-    pfp__buf_free(&b);
+    pfp__buf_free(&head);
     return NULL;
   }
-  return pfp__buf_steal(&b, NULL);
+  return pfp__buf_steal(&head, NULL);
 }
 
 void pfp_free(void *ptr) { free(ptr); }

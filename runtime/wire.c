@@ -13,6 +13,13 @@
 
 #include "pfp_internal.h"
 
+void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
+                       uint64_t len) {
+  header[0] = (unsigned char)type;
+  for (int i = 0; i < 8; i++)
+    header[1 + i] = (unsigned char)(len >> (8 * i));
+}
+
 /* One writev for all the frames a job sends at once: a system call per
 ** frame is measurable when functions are trivial. */
 int pfp__frames_write(int fd, const pfp__frame_out *frames, int n) {
@@ -20,12 +27,9 @@ int pfp__frames_write(int fd, const pfp__frame_out *frames, int n) {
   struct iovec iov[2 * PFP__FRAMES_MAX];
   int k = 0;
   for (int f = 0; f < n && f < PFP__FRAMES_MAX; f++) {
-    uint64_t len = frames[f].len;
-    headers[f][0] = (unsigned char)frames[f].type;
-    for (int i = 0; i < 8; i++)
-      headers[f][1 + i] = (unsigned char)(len >> (8 * i));
+    pfp__frame_header(headers[f], frames[f].type, frames[f].len);
     iov[k++] = (struct iovec){headers[f], PFP__FRAME_HEADER};
-    if (len > 0)
+    if (frames[f].len > 0)
       iov[k++] = (struct iovec){(void *)frames[f].payload, frames[f].len};
   }
   return pfp__writev_all(fd, iov, k);
@@ -136,6 +140,11 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
                             (unsigned long long)want));
       r->want = want;
       r->in_payload = 1;
+      /* Room for the whole payload at once when it is of a believable
+      ** size; a larger declared length grows with what arrives. */
+      if (want > 0 && want <= PFP__FRAME_RESERVE_MAX &&
+          pfp__buf_reserve(&r->payload, (size_t)want) != 0)
+        return -1;
       if (want == 0 && frame_complete(r) != 0)
         return -1;
       continue;
