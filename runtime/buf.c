@@ -2,8 +2,11 @@
 ** buf.c — a growable byte buffer, and string helpers.
 */
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "pfp_internal.h"
 
@@ -14,6 +17,17 @@ void pfp__buf_free(pfp__buf *b) {
 }
 
 /* Makes room for `extra` more bytes plus the terminating NUL. */
+#define HUGE_ENOUGH ((size_t)8 << 20)
+void pfp__advise_huge_pages(char *data, size_t len) {
+  if (len < HUGE_ENOUGH)
+    return;
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = ((uintptr_t)data + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)data + len) & ~(page - 1);
+  if (end > start)
+    (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+}
+
 int pfp__buf_reserve(pfp__buf *b, size_t extra) {
   if (extra >= SIZE_MAX - b->len - 1)
     return -1;

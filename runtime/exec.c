@@ -621,6 +621,22 @@ static void capture_add(capture *c, const char *data, size_t len,
 static void read_fd(exec_state *e, slot *s, int k, int all) {
   int most = all ? DRAIN_CHUNKS : READS_PER_WAKE;
   for (int n = 0; s->fd[k] >= 0 && n < most; n++) {
+    size_t room = 0;
+    char *direct =
+        k == FD_RESULT ? pfp__frame_reader_direct(&s->reader, &room) : NULL;
+    if (direct != NULL) {
+      ssize_t got = pfp__read_some(s->fd[k], direct, room);
+      if (got < 0 && errno == EAGAIN)
+        return;
+      if (got <= 0) {
+        pfp__close(&s->fd[k]);
+        return;
+      }
+      if (pfp__frame_reader_commit(&s->reader, (size_t)got) != 0 &&
+          s->reader.protocol_error == NULL)
+        s->reader.protocol_error = pfp__strdup("out of memory in the host");
+      continue;
+    }
     ssize_t got = pfp__read_some(s->fd[k], e->chunk, READ_CHUNK);
     if (got < 0 && errno == EAGAIN)
       return;

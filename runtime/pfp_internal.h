@@ -50,6 +50,12 @@ int pfp__buf_reserve(pfp__buf *b, size_t extra);
 int pfp__buf_append(pfp__buf *b, const void *data, size_t len);
 int pfp__buf_puts(pfp__buf *b, const char *s);
 int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) PFP__PRINTF(2, 3);
+/* For a block of many MB that will be filled once, front to back (a big
+** result): huge pages make that a few hundred page faults instead of one
+** per 4 KiB.  Only whole pages inside the block are advised, which splits
+** its mapping, so realloc can no longer move it cheaply: only for blocks
+** that will not grow.  Failure is harmless (no transparent huge pages). */
+void pfp__advise_huge_pages(char *data, size_t len);
 /* Hands the bytes over (caller frees); the buffer is left empty.  Never
 ** returns NULL: an empty buffer yields an allocated "". */
 char *pfp__buf_steal(pfp__buf *b, size_t *len);
@@ -196,10 +202,11 @@ typedef struct pfp__frame_out {
 /* The 9 header bytes of a frame of `len` payload bytes. */
 void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
                        uint64_t len);
-/* Payloads up to this size are given their full buffer when the header
-** arrives; larger ones grow as they arrive (a bad header must not make the
-** host allocate what the child never sends). */
-#define PFP__FRAME_RESERVE_MAX ((uint64_t)64 << 20)
+/* Payloads up to this size get their whole buffer when the header
+** arrives, so a big result is never copied to grow it; the pages become
+** memory only as bytes arrive, so a lying header costs address space, not
+** memory.  Larger payloads grow as they arrive. */
+#define PFP__FRAME_RESERVE_MAX ((uint64_t)1 << 30)
 int pfp__frames_write(int fd, const pfp__frame_out *frames, int n);
 
 /* The host's incremental reader: feed it bytes as they come. */
@@ -229,6 +236,13 @@ typedef struct pfp__frame_reader {
 void pfp__frame_reader_free(pfp__frame_reader *r);
 /* Returns 0, or -1 when out of memory. */
 int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data, size_t len);
+/* Where the next bytes of a large payload may be read into directly (at
+** most *room of them, then pfp__frame_reader_commit), or NULL when they
+** must go through pfp__frame_reader_feed. */
+char *pfp__frame_reader_direct(pfp__frame_reader *r, size_t *room);
+/* Accepts n bytes read into the space pfp__frame_reader_direct gave.
+** Returns 0, or -1 when out of memory. */
+int pfp__frame_reader_commit(pfp__frame_reader *r, size_t n);
 /* Frees the current job's fields (name, result, error, output). */
 void pfp__frame_reader_take_job(pfp__frame_reader *r);
 /* True when a frame was begun and not completed. */

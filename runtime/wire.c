@@ -142,9 +142,11 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
       r->in_payload = 1;
       /* Room for the whole payload at once when it is of a believable
       ** size; a larger declared length grows with what arrives. */
-      if (want > 0 && want <= PFP__FRAME_RESERVE_MAX &&
-          pfp__buf_reserve(&r->payload, (size_t)want) != 0)
-        return -1;
+      if (want > 0 && want <= PFP__FRAME_RESERVE_MAX) {
+        if (pfp__buf_reserve(&r->payload, (size_t)want) != 0)
+          return -1;
+        pfp__advise_huge_pages(r->payload.data, r->payload.cap);
+      }
       if (want == 0 && frame_complete(r) != 0)
         return -1;
       continue;
@@ -161,6 +163,34 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
     if (r->payload.len == r->want && frame_complete(r) != 0)
       return -1;
   }
+  return 0;
+}
+
+/* Large payloads skip the host's read buffer: read() fills the payload
+** itself, saving a copy of every byte of a big result. */
+#define DIRECT_MIN ((uint64_t)64 << 10)
+#define DIRECT_STEP ((size_t)16 << 20)
+
+char *pfp__frame_reader_direct(pfp__frame_reader *r, size_t *room) {
+  if (!r->in_payload || r->protocol_error != NULL)
+    return NULL;
+  uint64_t left = r->want - r->payload.len;
+  if (left < DIRECT_MIN)
+    return NULL;
+  size_t step = left < DIRECT_STEP ? (size_t)left : DIRECT_STEP;
+  if (r->payload.cap - r->payload.len <= step &&
+      pfp__buf_reserve(&r->payload, step) != 0)
+    return NULL; /* the ordinary path reports the lack of memory */
+  size_t free_bytes = r->payload.cap - r->payload.len - 1;
+  *room = left < free_bytes ? (size_t)left : free_bytes;
+  return r->payload.data + r->payload.len;
+}
+
+int pfp__frame_reader_commit(pfp__frame_reader *r, size_t n) {
+  r->payload.len += n;
+  r->payload.data[r->payload.len] = '\0';
+  if (r->payload.len == r->want)
+    return frame_complete(r);
   return 0;
 }
 
