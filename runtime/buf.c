@@ -84,6 +84,27 @@ char *pfp__buf_steal(pfp__buf *b, size_t *len) {
   return data;
 }
 
+char *pfp__buf_take(pfp__buf *b, size_t *len) {
+  if (b->len == 0) {
+    pfp__buf_free(b);
+    *len = 0;
+    return NULL;
+  }
+  return pfp__buf_steal(b, len);
+}
+
+int pfp__buf_reserve_exact(pfp__buf *b, size_t extra) {
+  if (b->cap == 0 && extra < SIZE_MAX) {
+    b->data = malloc(extra + 1);
+    if (b->data == NULL)
+      return -1;
+    b->cap = extra + 1;
+    b->data[0] = '\0';
+    return 0;
+  }
+  return pfp__buf_reserve(b, extra);
+}
+
 char *pfp__strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *copy = malloc(n);

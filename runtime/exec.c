@@ -662,7 +662,7 @@ static char *capture_finish(capture *c, const char *stream, size_t *len) {
     pfp__buf_printf(&c->text, "\n[pfp: %s truncated, %zu more bytes not "
                               "captured]\n",
                     stream, c->dropped);
-  return pfp__buf_steal(&c->text, len);
+  return pfp__buf_take(&c->text, len);
 }
 
 static const char *signal_text(int sig) {
@@ -740,8 +740,8 @@ static void judge(exec_state *e, slot *s, pfp_record *r, int wstatus,
 
 /* ---- reused workers: finishing jobs ---------------------------------- */
 
-/* A job's captured output as a record's text (new string, never NULL on
-** success): at most `limit` bytes, with a marker when there was more. */
+/* A job's captured output as a record's text (new string, NULL when
+** empty): at most `limit` bytes, with a marker when there was more. */
 static char *output_text(const char *data, size_t len, size_t limit,
                          const char *stream, size_t *text_len) {
   pfp__buf b = {0};
@@ -752,7 +752,7 @@ static char *output_text(const char *data, size_t len, size_t limit,
     pfp__buf_printf(&b, "\n[pfp: %s truncated at the output limit of %zu "
                         "bytes; later writes failed]\n",
                     stream, limit);
-  return pfp__buf_steal(&b, text_len);
+  return pfp__buf_take(&b, text_len);
 }
 
 /* What a worker that died wrote for its last job: read from the host's
@@ -819,7 +819,7 @@ static void worker_job_end(void *ud, pfp__frame_reader *rd) {
   s->deadline = e->opts->timeout > 0 && s->batch_done < s->batch_len
                     ? now + e->opts->timeout
                     : INFINITY;
-  if (r->function_name == NULL || r->out == NULL || r->err == NULL ||
+  if (r->function_name == NULL ||
       (r->status == PFP_STATUS_CRASHED && r->error == NULL)) {
     pfp__record_free(r);
     set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
@@ -850,7 +850,7 @@ static void finish_worker(exec_state *e, slot *s, int wstatus, int reaped,
       size_t limit = e->opts->output_limit;
       r->out = salvage_output(s->out_file, limit, "stdout", &r->out_len);
       r->err = salvage_output(s->err_file, limit, "stderr", &r->err_len);
-      if (r->function_name == NULL || r->out == NULL || r->err == NULL) {
+      if (r->function_name == NULL) {
         pfp__record_free(r);
         set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
       } else {
@@ -899,7 +899,7 @@ static void finish(exec_state *e, slot *s) {
   r->err = capture_finish(&s->err, "stderr", &r->err_len);
   e->running--;
   slot_end_process(s);
-  if (r->function_name == NULL || r->out == NULL || r->err == NULL) {
+  if (r->function_name == NULL) {
     pfp__record_free(r);
     set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
     return;

@@ -56,6 +56,12 @@ int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) PFP__PRINTF(2, 3);
 ** its mapping, so realloc can no longer move it cheaply: only for blocks
 ** that will not grow.  Failure is harmless (no transparent huge pages). */
 void pfp__advise_huge_pages(char *data, size_t len);
+/* As pfp__buf_steal, but an empty buffer yields NULL (no allocation): a
+** record's empty stdout costs nothing. */
+char *pfp__buf_take(pfp__buf *b, size_t *len);
+/* pfp__buf_reserve, but an empty buffer gets exactly the room asked for
+** (no rounding up): for a payload whose size is known. */
+int pfp__buf_reserve_exact(pfp__buf *b, size_t extra);
 /* Hands the bytes over (caller frees); the buffer is left empty.  Never
 ** returns NULL: an empty buffer yields an allocated "". */
 char *pfp__buf_steal(pfp__buf *b, size_t *len);
@@ -261,9 +267,9 @@ struct pfp_record {
   int exit_code;
   int signal;
   double duration_ms;
-  char *out;
+  char *out;         /* NULL when empty */
   size_t out_len;
-  char *err;
+  char *err;         /* NULL when empty */
   size_t err_len;
 };
 

@@ -143,7 +143,7 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
       /* Room for the whole payload at once when it is of a believable
       ** size; a larger declared length grows with what arrives. */
       if (want > 0 && want <= PFP__FRAME_RESERVE_MAX) {
-        if (pfp__buf_reserve(&r->payload, (size_t)want) != 0)
+        if (pfp__buf_reserve_exact(&r->payload, (size_t)want) != 0)
           return -1;
         pfp__advise_huge_pages(r->payload.data, r->payload.cap);
       }
