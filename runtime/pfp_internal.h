@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -61,6 +62,14 @@ char *pfp__buf_steal(pfp__buf *b, size_t *len);
 ** -1 with errno (EAGAIN for an empty non-blocking pipe). */
 ssize_t pfp__read_some(int fd, void *buf, size_t len);
 int pfp__write_all(int fd, const void *buf, size_t len);
+/* For the fork server's socket.  Sends use MSG_NOSIGNAL: a peer that is gone
+** gives EPIPE, never a SIGPIPE that would kill the host.  pfp__send_some
+** and pfp__recv_some return bytes moved or -1 (flags may add MSG_DONTWAIT);
+** pfp__sendv_all sends every byte of the iovecs, blocking, and returns 0 or
+** -1 (it advances iov as it goes). */
+ssize_t pfp__send_some(int fd, const void *buf, size_t len, int flags);
+int pfp__sendv_all(int fd, struct iovec *iov, int count);
+ssize_t pfp__recv_some(int fd, void *buf, size_t len, int flags);
 /* A pipe whose both ends are close-on-exec; the read end is non-blocking. */
 int pfp__pipe(int fds[2]);
 int pfp__set_nonblock(int fd);

@@ -5,8 +5,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +35,54 @@ int pfp__write_all(int fd, const void *buf, size_t len) {
     len -= (size_t)n;
   }
   return 0;
+}
+
+ssize_t pfp__send_some(int fd, const void *buf, size_t len, int flags) {
+  ssize_t n;
+  do
+    n = send(fd, buf, len, flags | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+int pfp__sendv_all(int fd, struct iovec *iov, int count) {
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  while (count > 0) {
+    if (iov->iov_len == 0) {
+      iov++;
+      count--;
+      continue;
+    }
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)count;
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    /* A short write: skip what went, resume inside the iovec it ended in. */
+    size_t sent = (size_t)n;
+    while (count > 0 && sent >= iov->iov_len) {
+      sent -= iov->iov_len;
+      iov++;
+      count--;
+    }
+    if (count > 0) {
+      iov->iov_base = (char *)iov->iov_base + sent;
+      iov->iov_len -= sent;
+    }
+  }
+  return 0;
+}
+
+ssize_t pfp__recv_some(int fd, void *buf, size_t len, int flags) {
+  ssize_t n;
+  do
+    n = recv(fd, buf, len, flags);
+  while (n < 0 && errno == EINTR);
+  return n;
 }
 
 int pfp__set_nonblock(int fd) {
