@@ -30,7 +30,7 @@ LUA_CMOD_DIR := $(LIBDIR)/lua/5.4
 ENGINE_SRC := runtime/buf.c runtime/sys.c runtime/jsonw.c runtime/convert.c \
               runtime/wire.c runtime/record.c runtime/child.c runtime/exec.c \
               runtime/processor.c runtime/luamod.c \
-              runtime/jobs_line.c
+              runtime/jobs_line.c runtime/server.c
 ENGINE_OBJ := $(ENGINE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 HEADERS    := include/pfp.h runtime/pfp_internal.h
 
