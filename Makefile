@@ -36,7 +36,8 @@ HEADERS    := include/pfp.h runtime/pfp_internal.h
 
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
-C_TESTS  := $(BUILD)/test_api $(BUILD)/fail_fork.so $(BUILD)/close_fd.so
+C_TESTS  := $(BUILD)/test_api $(BUILD)/test_server $(BUILD)/fail_fork.so \
+            $(BUILD)/close_fd.so
 ifeq ($(SANITIZE),)
 C_TESTS  += $(BUILD)/test_oom
 endif
@@ -80,6 +81,9 @@ $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
 	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+$(BUILD)/test_server: spec/c/test_server.c $(BUILD)/libpfp.a $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a
