@@ -114,7 +114,7 @@ asan:
 
 # Memcheck over the C tests and a pfp-run session (needs valgrind:
 # PFP_DEPS_EXTRA=valgrind scripts/with-deps make valgrind).
-valgrind: all $(BUILD)/test_api
+valgrind: all $(BUILD)/test_api $(BUILD)/test_server
 	@BUILD=$(BUILD) sh spec/valgrind.sh
 
 install: all

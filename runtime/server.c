@@ -672,6 +672,10 @@ int pfp__server_start(pfp_processor *p, char **names, size_t count,
   pid_t host = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    /* The host's handle is the host's: the server's copy would only be
+    ** memory nothing points to, in the server and every child it forks. */
+    free_names(s->names, s->nnames);
+    free(s);
     close(sv[0]);
     server_main(p, sv[1], stop, host);
   }
