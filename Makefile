@@ -196,10 +196,11 @@ clean-fuzz:
 # ---- end of fuzzing ----------------------------------------------------------
 
 # ---- load, stress and soak tests (spec/stress/; not part of `make test`) ----
-# make stress             a-e: 100,000 calls, -j 500 and low limits, a 200 MB
+# make stress             a-g: 100,000 calls, -j 500 and low limits, a 200 MB
 #                         result and 2,000 x 1 MB of stdout, a 5,000-call
 #                         random mix (also on an overloaded machine),
-#                         unwritable output; PASS/FAIL lines with the
+#                         unwritable output, a 1 GiB host with and without
+#                         its fork server; PASS/FAIL lines with the
 #                         numbers.  Subset: STRESS_TESTS="mix output".
 # make soak SECONDS=N     rounds of random mixes in one lua5.4 host for N s
 #                         (default 60), checking children, fds and memory.
@@ -212,7 +213,11 @@ $(BUILD)/stress/measure: spec/stress/measure.c
 	mkdir -p $(BUILD)/stress
 	$(CC) -std=c11 -O2 -g $(WARNINGS) -o $@ $<
 
-stress: all $(BUILD)/stress/measure
+$(BUILD)/stress/host_size: spec/stress/host_size.c $(BUILD)/libpfp.a
+	mkdir -p $(BUILD)/stress
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+stress: all $(BUILD)/stress/measure $(BUILD)/stress/host_size
 	@BUILD=$(BUILD) LUA=$(LUA) sh spec/stress/run.sh $(STRESS_TESTS)
 
 soak: all $(BUILD)/stress/measure
