@@ -303,6 +303,8 @@ PFP_API void pfp_interrupt(pfp_processor *p);
 ** If the server dies (killed), the call that notices returns PFP_ESYS with
 ** a message naming it, and every later load, context or pfp_execute on p
 ** fails the same way.  pfp_processor_destroy ends the server and reaps it.
+** In a copy of the host made by fork() those calls fail with PFP_ESYS, and
+** destroying p there leaves the host's server alone.
 ** Errors: PFP_EBUSY when p already has a server or is executing; PFP_ESYS
 ** when the socket, pipe or fork cannot be had; PFP_EINVAL for a processor
 ** that runs in a Lua state it does not own (the Lua module's). */

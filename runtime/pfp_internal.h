@@ -81,6 +81,9 @@ pid_t pfp__waitpid(pid_t pid, int *status, int flags);
 /* A pollable descriptor for the child pid, or -1 when the kernel has none
 ** (then the caller falls back to the result pipe's end). */
 int pfp__pidfd_open(pid_t pid);
+/* Sends sig to the process a pidfd names (never to another that reuses its
+** pid).  0, or -1 with errno. */
+int pfp__pidfd_signal(int pidfd, int sig);
 /* Monotonic time in seconds. */
 double pfp__now(void);
 

@@ -575,6 +575,7 @@ static PFP__NORETURN void server_main(pfp_processor *p, int sock,
 ** ===================================================================== */
 
 struct pfp__server {
+  pid_t owner;  /* the process that started the server */
   pid_t pid;    /* the server, 0 once reaped */
   int sock;     /* the host's end of the socketpair */
   int stop_w;   /* a write end of the server processor's interrupt pipe */
@@ -589,6 +590,23 @@ static void free_names(char **names, size_t count) {
   for (size_t i = 0; i < count; i++)
     free(names[i]);
   free(names);
+}
+
+/* Kills the server.  A host whose SIGCHLD handler reaps every child may
+** have taken its status already, and its pid may then name another
+** process: the signal goes through the pidfd, or, without one, only while
+** the server is still this process's child. */
+static void kill_server(pfp__server *s) {
+  if (s->pid <= 0)
+    return;
+  if (s->pidfd >= 0) {
+    pfp__pidfd_signal(s->pidfd, SIGKILL);
+    return;
+  }
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  if (waitid(P_PID, (id_t)s->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0)
+    kill(s->pid, SIGKILL);
 }
 
 static void close_server_fds(pfp__server *s) {
@@ -615,15 +633,12 @@ static int server_lost(pfp__server *s, const char *why, char **errmsg) {
   if (s->gone == NULL) {
     int wstatus = 0;
     pid_t got = -1;
+    /* Killed in every case, so the wait cannot hang; one that was already
+    ** exiting keeps the status it exits with. */
+    kill_server(s);
     close_server_fds(s);
-    if (s->pid > 0) {
-      /* Killed in every case, so the wait cannot hang.  One that was
-      ** already exiting keeps the status it exits with; an unreaped
-      ** child's pid cannot name another process, so the kill cannot go
-      ** astray. */
-      kill(s->pid, SIGKILL);
+    if (s->pid > 0)
       got = pfp__waitpid(s->pid, &wstatus, 0);
-    }
     char *status = describe_status(got, wstatus);
     s->gone = pfp__strdupf("fork server (pid %ld) %s: %s", (long)s->pid, why,
                            status ? status : "out of memory");
@@ -635,9 +650,20 @@ static int server_lost(pfp__server *s, const char *why, char **errmsg) {
   return PFP_ESYS;
 }
 
-static int server_gone_error(pfp__server *s, char **errmsg) {
-  *errmsg = pfp__strdupf("%s; this processor cannot run anything more",
-                         s->gone);
+/* PFP_ESYS when the server cannot be used from this process: it is gone,
+** or this is a copy of the host made by fork(), whose messages would mix
+** with the host's on the same socket. */
+static int server_unusable(pfp__server *s, char **errmsg) {
+  if (s->gone != NULL)
+    *errmsg = pfp__strdupf("%s; this processor cannot run anything more",
+                           s->gone);
+  else if (getpid() != s->owner)
+    *errmsg = pfp__strdupf("fork server (pid %ld) belongs to process %ld: "
+                           "a processor with a fork server cannot be used in "
+                           "a process forked from its host",
+                           (long)s->pid, (long)s->owner);
+  else
+    return PFP_OK;
   return PFP_ESYS;
 }
 
@@ -670,6 +696,7 @@ int pfp__server_start(pfp_processor *p, char **names, size_t count,
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t host = getpid();
+  s->owner = host;
   pid_t pid = fork();
   if (pid == 0) {
     /* The host's handle is the host's: the server's copy would only be
@@ -714,12 +741,15 @@ void pfp__server_stop(pfp__server *s) {
     return;
   /* Closing the socket ends the server (it exits at EOF).  It is killed as
   ** well: a copy of the host made by a plain fork() may still hold the
-  ** socket, and the server has nothing left to finish between runs. */
+  ** socket, and the server has nothing left to finish between runs.  Such
+  ** a copy, destroying its processor, must leave the host's server alone:
+  ** it only closes its descriptors. */
+  int owner = getpid() == s->owner;
+  if (owner)
+    kill_server(s);
   close_server_fds(s);
-  if (s->pid > 0) {
-    kill(s->pid, SIGKILL);
+  if (owner && s->pid > 0)
     pfp__waitpid(s->pid, NULL, 0);
-  }
   pfp__buf_free(&s->rd.in);
   free_names(s->names, s->nnames);
   free(s->gone);
@@ -752,8 +782,8 @@ static int set_names(pfp__server *s, const char *payload, size_t len) {
 static int request(pfp__server *s, int type, const struct iovec *pieces,
                    int count, char **errmsg) {
   *errmsg = NULL;
-  if (s->gone != NULL)
-    return server_gone_error(s, errmsg);
+  if (server_unusable(s, errmsg) != PFP_OK)
+    return PFP_ESYS;
   if (send_message(s->sock, type, pieces, count) != 0)
     return server_lost(s, "is gone", errmsg);
   int names_failed = 0;
@@ -1214,8 +1244,8 @@ int pfp__server_exec(pfp__server *s, const pfp__exec_opts *opts,
   r.hooks = hooks;
   r.more_jobs = 1;
   *errmsg = NULL;
-  if (s->gone != NULL)
-    return server_gone_error(s, errmsg);
+  if (server_unusable(s, errmsg) != PFP_OK)
+    return PFP_ESYS;
   /* An interrupt that came while nothing ran stops this run before it
   ** starts anything, as in exec.c. */
   if (take_interrupt(opts->wake_fd)) {

@@ -133,6 +133,17 @@ int pfp__pidfd_open(pid_t pid) {
   return -1;
 }
 
+int pfp__pidfd_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+  (void)pidfd;
+  (void)sig;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 double pfp__now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

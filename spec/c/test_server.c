@@ -696,6 +696,31 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* A copy of the host made by fork() cannot use the processor, and
+** destroying it there leaves the host's server running. */
+static void test_forked_copy_of_the_host(void) {
+  pfp_processor *p = new_loaded(1);
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
+  fflush(stdout);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    int ok = pfp_execute(p) == PFP_ESYS &&
+             strstr(pfp_errmsg(p), "forked from its host") != NULL &&
+             pfp_load_string(p, "=x", "x = 1") == PFP_ESYS;
+    pfp_processor_destroy(p);
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK_EXEC(p, 0);
+  CHECK(only_child() > 0);
+out:
+  pfp_processor_destroy(p);
+}
+
 /* Relative paths mean what they mean in the host, whose directory may
 ** change after the server started. */
 static void test_working_directory(void) {
@@ -825,6 +850,9 @@ int main(void) {
            test_server_killed);
   run_test("the server holds none of the host's descriptors",
            test_holds_no_host_descriptors);
+  run_test("a forked copy of the host cannot use the server, and leaves it "
+           "running",
+           test_forked_copy_of_the_host);
   run_test("relative paths follow the host's working directory",
            test_working_directory);
   run_test("Lua values are refused with a server",
