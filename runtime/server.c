@@ -78,6 +78,9 @@ enum {
 ** duration. */
 #define RECORD_FIXED (8 + 1 + 4 + 4 + 8)
 #define NO_TEXT UINT64_MAX /* length of a NULL string in a record */
+/* Fixed part of a run message: jobs, timeout, kill grace, output limit,
+** memory limit; the working directory follows. */
+#define RUN_FIXED (4 + 8 + 8 + 8 + 8)
 
 /* ---- encoding --------------------------------------------------------- */
 
@@ -124,6 +127,7 @@ static int send_message(int fd, int type, const struct iovec *pieces,
   unsigned char header[HEADER];
   struct iovec iov[MAX_PIECES + 1];
   uint64_t len = 0;
+  assert(count <= MAX_PIECES);
   header[0] = (unsigned char)type;
   iov[0].iov_base = header;
   iov[0].iov_len = HEADER;
@@ -422,8 +426,8 @@ static void drop_stale_stops(serving *sv) {
 
 static void serve_run(serving *sv, const char *payload, size_t len) {
   const unsigned char *u = (const unsigned char *)payload;
-  size_t at = 36;
-  const char *cwd = len >= 36 ? next_string(payload, len, &at) : NULL;
+  size_t at = RUN_FIXED;
+  const char *cwd = len >= RUN_FIXED ? next_string(payload, len, &at) : NULL;
   if (cwd == NULL)
     server_quit(2);
   /* The host checked these values; the setters cannot refuse them. */
@@ -946,7 +950,7 @@ static int take_interrupt(int wake_fd) {
 
 static int queue_options(remote_run *r) {
   const pfp__exec_opts *o = r->opts;
-  unsigned char fixed[36];
+  unsigned char fixed[RUN_FIXED];
   size_t at;
   char *cwd = host_directory();
   if (cwd == NULL)
