@@ -33,13 +33,14 @@ LUA_CMOD_DIR := $(LIBDIR)/lua/5.4
 ENGINE_SRC := runtime/buf.c runtime/sys.c runtime/jsonw.c runtime/convert.c \
               runtime/wire.c runtime/record.c runtime/child.c runtime/exec.c \
               runtime/processor.c runtime/luamod.c \
-              runtime/jobs_line.c
+              runtime/jobs_line.c runtime/server.c
 ENGINE_OBJ := $(ENGINE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 HEADERS    := include/pfp.h runtime/pfp_internal.h
 
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
-C_TESTS  := $(BUILD)/test_api $(BUILD)/fail_fork.so $(BUILD)/close_fd.so
+C_TESTS  := $(BUILD)/test_api $(BUILD)/test_server $(BUILD)/fail_fork.so \
+            $(BUILD)/close_fd.so
 ifeq ($(SANITIZE),)
 C_TESTS  += $(BUILD)/test_oom
 endif
@@ -85,6 +86,9 @@ $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
+$(BUILD)/test_server: spec/c/test_server.c $(BUILD)/libpfp.a $(HEADERS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
 $(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
@@ -113,7 +117,7 @@ asan:
 
 # Memcheck over the C tests and a pfp-run session (needs valgrind:
 # PFP_DEPS_EXTRA=valgrind scripts/with-deps make valgrind).
-valgrind: all $(BUILD)/test_api
+valgrind: all $(BUILD)/test_api $(BUILD)/test_server
 	@BUILD=$(BUILD) sh spec/valgrind.sh
 
 install: all
@@ -195,10 +199,11 @@ clean-fuzz:
 # ---- end of fuzzing ----------------------------------------------------------
 
 # ---- load, stress and soak tests (spec/stress/; not part of `make test`) ----
-# make stress             a-e: 100,000 calls, -j 500 and low limits, a 200 MB
+# make stress             a-g: 100,000 calls, -j 500 and low limits, a 200 MB
 #                         result and 2,000 x 1 MB of stdout, a 5,000-call
 #                         random mix (also on an overloaded machine),
-#                         unwritable output; PASS/FAIL lines with the
+#                         unwritable output, a 1 GiB host with and without
+#                         its fork server; PASS/FAIL lines with the
 #                         numbers.  Subset: STRESS_TESTS="mix output".
 # make soak SECONDS=N     rounds of random mixes in one lua5.4 host for N s
 #                         (default 60), checking children, fds and memory.
@@ -211,7 +216,11 @@ $(BUILD)/stress/measure: spec/stress/measure.c
 	mkdir -p $(BUILD)/stress
 	$(CC) -std=c11 -O2 -g $(WARNINGS) -o $@ $<
 
-stress: all $(BUILD)/stress/measure
+$(BUILD)/stress/host_size: spec/stress/host_size.c $(BUILD)/libpfp.a
+	mkdir -p $(BUILD)/stress
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+stress: all $(BUILD)/stress/measure $(BUILD)/stress/host_size
 	@BUILD=$(BUILD) LUA=$(LUA) sh spec/stress/run.sh $(STRESS_TESTS)
 
 soak: all $(BUILD)/stress/measure

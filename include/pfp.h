@@ -280,6 +280,48 @@ PFP_API int pfp_execute(pfp_processor *p);
 PFP_API void pfp_interrupt(pfp_processor *p);
 
 /* ---------------------------------------------------------------------
+** The fork server
+** ------------------------------------------------------------------- */
+
+/* Forks a small helper process, the fork server, that runs p's work from
+** then on, so that the children are forked from the server instead of from
+** the calling process.  fork() costs time in proportion to the memory of
+** the process that forks (its page tables are copied): a host that holds
+** or will hold a lot of memory should call this right after
+** pfp_processor_create(), while it is still small.
+**
+** The server starts as a copy of p (whatever is loaded, the context) and
+** of the calling process as it is at that moment.  From then on
+** pfp_load_file, pfp_load_string and pfp_set_context* are carried out in
+** the server (their errors are still reported by the call, with the same
+** messages); registrations and options stay in p and are sent with each
+** pfp_execute, which streams the jobs to the server and delivers the
+** records it sends back.  Records, statuses, errors, the record callback,
+** the feed, pfp_interrupt and return values behave exactly as without a
+** server.  What differs:
+**   - args, the context and results cross a socket as JSON text (exactly,
+**     as they cross the result pipe), which costs a little per call;
+**   - functions are registered by name with JSON args only
+**     (pfp_register, pfp_register_json, the feed);
+**   - the functions run in the server: environment variables, resource
+**     limits and other process state the host changes afterwards do not
+**     reach them (the working directory does: it is sent with each load
+**     and run); the server holds none of the host's descriptors;
+**   - the server dies with the thread that called this function (its
+**     parent-death signal), like the children do with the thread that
+**     forks them;
+**   - SIGCHLD's disposition in the host no longer matters.
+** If the server dies (killed), the call that notices returns PFP_ESYS with
+** a message naming it, and every later load, context or pfp_execute on p
+** fails the same way.  pfp_processor_destroy ends the server and reaps it.
+** In a copy of the host made by fork() those calls fail with PFP_ESYS, and
+** destroying p there leaves the host's server alone.
+** Errors: PFP_EBUSY when p already has a server or is executing; PFP_ESYS
+** when the socket, pipe or fork cannot be had; PFP_EINVAL for a processor
+** that runs in a Lua state it does not own (the Lua module's). */
+PFP_API int pfp_start_fork_server(pfp_processor *p);
+
+/* ---------------------------------------------------------------------
 ** Records
 ** ------------------------------------------------------------------- */
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -73,6 +74,14 @@ char *pfp__buf_steal(pfp__buf *b, size_t *len);
 ** -1 with errno (EAGAIN for an empty non-blocking pipe). */
 ssize_t pfp__read_some(int fd, void *buf, size_t len);
 int pfp__write_all(int fd, const void *buf, size_t len);
+/* For the fork server's socket.  Sends use MSG_NOSIGNAL: a peer that is gone
+** gives EPIPE, never a SIGPIPE that would kill the host.  pfp__send_some
+** and pfp__recv_some return bytes moved or -1 (flags may add MSG_DONTWAIT);
+** pfp__sendv_all sends every byte of the iovecs, blocking, and returns 0 or
+** -1 (it advances iov as it goes). */
+ssize_t pfp__send_some(int fd, const void *buf, size_t len, int flags);
+int pfp__sendv_all(int fd, struct iovec *iov, int count);
+ssize_t pfp__recv_some(int fd, void *buf, size_t len, int flags);
 /* A pipe whose both ends are close-on-exec; the read end is non-blocking. */
 int pfp__pipe(int fds[2]);
 /* A pipe whose both ends are close-on-exec and non-blocking, made in one
@@ -92,6 +101,9 @@ pid_t pfp__waitpid(pid_t pid, int *status, int flags);
 /* A pollable descriptor for the child pid, or -1 when the kernel has none
 ** (then the caller falls back to the result pipe's end). */
 int pfp__pidfd_open(pid_t pid);
+/* Sends sig to the process a pidfd names (never to another that reuses its
+** pid).  0, or -1 with errno. */
+int pfp__pidfd_signal(int pidfd, int sig);
 /* Monotonic time in seconds. */
 double pfp__now(void);
 
@@ -344,6 +356,60 @@ typedef struct pfp__exec_hooks {
 int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
               const pfp__exec_hooks *hooks, char **errmsg);
 
+/* ---- server.c: the fork server (pfp_start_fork_server) ---------------- */
+
+/* The host's handle on its fork server: the process, the socket to it, and
+** the names of the functions its state defines.  Opaque outside server.c. */
+typedef struct pfp__server pfp__server;
+
+/* Forks the server from the host as it is now: the server's processor is a
+** copy of p (its Lua state with whatever is loaded, its context) and then
+** serves requests until the socket closes.  `names` (from
+** pfp__function_names, `count` entries) becomes the cache of function names;
+** ownership passes in every case.  Returns PFP_OK with *out, or PFP_ESYS /
+** PFP_ENOMEM with *errmsg (a new string, NULL when out of memory). */
+int pfp__server_start(pfp_processor *p, char **names, size_t count,
+                      pfp__server **out, char **errmsg);
+
+/* Closes the socket, makes sure the server has ended, reaps it and frees s.
+** NULL is a no-op. */
+void pfp__server_stop(pfp__server *s);
+
+/* Requests answered before they return, run in the server's processor as
+** the same calls would run in the host.  Return the server's code; for a
+** failure *errmsg is the message (a new string, or NULL when out of
+** memory).  A server that is gone, or that goes while answering, gives
+** PFP_ESYS with a message naming it.  `context` NULL clears the context. */
+int pfp__server_load_file(pfp__server *s, const char *path, char **errmsg);
+int pfp__server_load_string(pfp__server *s, const char *chunkname,
+                            const char *source, char **errmsg);
+int pfp__server_set_context(pfp__server *s, const json_t *context,
+                            char **errmsg);
+
+/* Whether the server's state defines a function `name` (a global, or in a
+** table a script returned), from the names it sent after the last load. */
+int pfp__server_has_function(const pfp__server *s, const char *name);
+/* As pfp__exported_functions, for the server's state. */
+int pfp__server_exported_functions(const pfp__server *s, char ***names,
+                                   size_t *count);
+
+/* A run forwarded to the server.  `next` hands out the next job: 1 with
+** *name (borrowed, valid until the next call), *args (a new reference the
+** caller releases, or NULL for {}) and *index; 0, PFP_FEED_WAIT or a
+** negative code as for pfp__exec_hooks.  `done` is as for pfp__exec_hooks.
+** No Lua is involved on the host's side. */
+typedef struct pfp__remote_hooks {
+  int (*next)(void *ud, const char **name, json_t **args, size_t *index);
+  int (*done)(void *ud, pfp_record *record);
+  void *ud;
+} pfp__remote_hooks;
+
+/* Runs jobs in the server with the options in opts (wake_fd: the host's
+** interrupt pipe; feed_fd: polled while `next` waits), delivering every
+** record the server sends through `done`.  Returns as pfp__exec does. */
+int pfp__server_exec(pfp__server *s, const pfp__exec_opts *opts,
+                     const pfp__remote_hooks *hooks, char **errmsg);
+
 /* ---- processor.c ------------------------------------------------------ */
 
 /* A processor that runs in a Lua state it does not own (the Lua module's
@@ -361,6 +427,19 @@ int pfp__check_function(pfp_processor *p, const char *name);
 /* The names of the functions in the tables the loaded scripts returned,
 ** sorted.  The caller frees each name and the array. */
 int pfp__exported_functions(pfp_processor *p, char ***names, size_t *count);
+
+/* Every name pfp_register accepts in p's state, sorted by name, each entry
+** a kind letter followed by the name: 'x' for a function in a table a script
+** returned, 'g' for a global function found in none of them.  Names with a
+** NUL byte are left out (C cannot name them).  The caller frees each entry
+** and the array.  Returns PFP_OK or a code with p's message set. */
+int pfp__function_names(pfp_processor *p, char ***entries, size_t *count);
+
+/* In the fork server's process: turns its copy of the host's processor into
+** the server's own.  Registrations, records, the record callback and the
+** feed belong to the host and are dropped; wake_r / wake_w become its
+** interrupt pipe (the host keeps another write end of it). */
+void pfp__processor_become_server(pfp_processor *p, int wake_r, int wake_w);
 
 /* Formats a message into a new string; NULL when out of memory. */
 char *pfp__strdupf(const char *fmt, ...) PFP__PRINTF(1, 2);

@@ -54,6 +54,10 @@ struct pfp_processor {
   pfp_record **records; /* indexed by registration index while running */
   size_t nrecords, caprecords;
 
+  /* The fork server that runs this processor's work, or NULL when this
+  ** process forks the children itself (pfp_start_fork_server). */
+  pfp__server *server;
+
   int executing;
   size_t not_ok;     /* records of the current run whose status is not ok */
   size_t next_reg;   /* next registration to hand to exec */
@@ -116,6 +120,15 @@ static int ok(pfp_processor *p) {
   p->msg = NULL;
   p->code = PFP_OK;
   return PFP_OK;
+}
+
+/* The outcome of a request answered by the fork server; takes msg. */
+static int remote_result(pfp_processor *p, int rc, char *msg) {
+  if (rc == PFP_OK) {
+    free(msg);
+    return ok(p);
+  }
+  return set_error(p, rc, msg);
 }
 
 const char *pfp_errmsg(const pfp_processor *p) {
@@ -241,6 +254,7 @@ void pfp_clear(pfp_processor *p) {
 void pfp_processor_destroy(pfp_processor *p) {
   if (p == NULL)
     return;
+  pfp__server_stop(p->server);
   pfp_clear(p);
   luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
   if (p->owns_state)
@@ -296,6 +310,11 @@ int pfp_load_file(pfp_processor *p, const char *path) {
     return set_error(p, PFP_EBUSY, NULL);
   if (path == NULL)
     return errorf(p, PFP_EINVAL, "pfp_load_file: path is NULL");
+  if (p->server != NULL) {
+    char *msg = NULL;
+    int rc = pfp__server_load_file(p->server, path, &msg);
+    return remote_result(p, rc, msg);
+  }
   /* luaL_loadfile opens a directory without complaint on Linux and then
   ** reports a read error; say what is wrong instead. */
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -325,6 +344,13 @@ int pfp_load_string(pfp_processor *p, const char *chunkname,
     return set_error(p, PFP_EBUSY, NULL);
   if (source == NULL)
     return errorf(p, PFP_EINVAL, "pfp_load_string: source is NULL");
+  if (p->server != NULL) {
+    char *msg = NULL;
+    int rc = pfp__server_load_string(p->server,
+                                     chunkname ? chunkname : "=string",
+                                     source, &msg);
+    return remote_result(p, rc, msg);
+  }
   if (!lua_checkstack(p->L, 4))
     return set_error(p, PFP_ENOMEM, NULL);
   if (luaL_loadbuffer(p->L, source, strlen(source),
@@ -375,14 +401,21 @@ static int lookup_protected(lua_State *L) {
 int pfp__check_function(pfp_processor *p, const char *name) {
   if (name == NULL || name[0] == '\0')
     return errorf(p, PFP_EINVAL, "function name is empty");
-  PFP__STACK_MARK(p->L);
-  lua_pushstring(p->L, name);
-  int rc = pcall_with(p, lookup_protected, 1, 1, PFP_ENOMEM, "");
-  if (rc != PFP_OK)
-    return rc;
-  int found = lua_type(p->L, -1) == LUA_TFUNCTION;
-  lua_pop(p->L, 1);
-  PFP__STACK_CHECK(p->L, 0);
+  int found;
+  if (p->server != NULL) {
+    /* The names the server sent after the last load: no round trip per
+    ** registration. */
+    found = pfp__server_has_function(p->server, name);
+  } else {
+    PFP__STACK_MARK(p->L);
+    lua_pushstring(p->L, name);
+    int rc = pcall_with(p, lookup_protected, 1, 1, PFP_ENOMEM, "");
+    if (rc != PFP_OK)
+      return rc;
+    found = lua_type(p->L, -1) == LUA_TFUNCTION;
+    lua_pop(p->L, 1);
+    PFP__STACK_CHECK(p->L, 0);
+  }
   if (!found)
     return errorf(p, PFP_ENOFUNC,
                   "unknown function '%s': no loaded script defines it (as a "
@@ -415,6 +448,11 @@ int pfp_set_context(pfp_processor *p, json_t *context) {
   if (context != NULL && !pfp__json_depth_ok(context))
     return errorf(p, PFP_EJSON, "context: nested deeper than %d levels",
                   PFP_MAX_DEPTH);
+  if (p->server != NULL) {
+    char *msg = NULL;
+    int rc = pfp__server_set_context(p->server, context, &msg);
+    return remote_result(p, rc, msg);
+  }
   if (context == NULL) {
     luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
     p->context_ref = LUA_NOREF;
@@ -450,7 +488,18 @@ int pfp_set_context_json(pfp_processor *p, const char *json_text) {
   return pfp_set_context_json_named(p, json_text, NULL);
 }
 
+/* Lua values live in this process's state: a fork server cannot get them. */
+static int no_lua_values(pfp_processor *p, const char *what) {
+  return errorf(p, PFP_EINVAL,
+                "%s: this processor has a fork server, which takes functions "
+                "by name and args and context as JSON only (pfp_register, "
+                "pfp_set_context): Lua values cannot be sent to it",
+                what);
+}
+
 int pfp__set_context_value(pfp_processor *p, int idx) {
+  if (p->server != NULL)
+    return no_lua_values(p, "context");
   lua_pushvalue(p->L, idx);
   luaL_unref(p->L, LUA_REGISTRYINDEX, p->context_ref);
   p->context_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
@@ -513,6 +562,8 @@ int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
 }
 
 int pfp__register_value(pfp_processor *p, int fn, int args, const char *name) {
+  if (p->server != NULL)
+    return no_lua_values(p, "register");
   fn = lua_absindex(p->L, fn);
   args = lua_absindex(p->L, args);
   registration *r = new_registration(p, name);
@@ -615,56 +666,68 @@ static int push_job_protected(lua_State *L) {
   return 2;
 }
 
+/* Takes the next job: a registration, or one from the feed (then *fed is
+** filled: its name borrowed from the feed until its next call, its args a
+** new reference the caller releases).  Returns 1 with *r set, 0 when there
+** are no more jobs, PFP_FEED_WAIT, or a negative code with the processor's
+** message set. */
+static int take_next(pfp_processor *p, registration *fed, registration **r) {
+  if (p->next_reg < p->nregs) {
+    *r = &p->regs[p->next_reg++];
+    return 1;
+  }
+  if (p->feed == NULL)
+    return 0;
+  const char *fed_name = NULL;
+  json_t *args = NULL;
+  free(p->feed_msg);
+  p->feed_msg = NULL;
+  int rc = p->feed(p->feed_ud, &fed_name, &args);
+  if (rc == 0)
+    return 0;
+  if (rc == PFP_FEED_WAIT) {
+    json_decref(args);
+    if (p->feed_fd >= 0)
+      return PFP_FEED_WAIT;
+    errorf(p, PFP_EFEED, "job feed: asked to wait, but no descriptor was "
+                         "given with pfp_set_feed_fd");
+    return PFP_EFEED;
+  }
+  if (rc < 0) {
+    json_decref(args);
+    char *msg = p->feed_msg;
+    p->feed_msg = NULL;
+    set_error(p, PFP_EFEED, msg);
+    return PFP_EFEED;
+  }
+  if (args != NULL && (!json_is_object(args) || !pfp__json_depth_ok(args))) {
+    json_decref(args);
+    errorf(p, PFP_EFEED, "job feed: args of '%s' must be a JSON object "
+           "nested at most %d levels", fed_name ? fed_name : "",
+           PFP_MAX_DEPTH);
+    return PFP_EFEED;
+  }
+  if (pfp__check_function(p, fed_name) != PFP_OK) {
+    json_decref(args);
+    return p->code;
+  }
+  fed->name = (char *)fed_name;
+  fed->fn_ref = LUA_NOREF;
+  fed->args_ref = LUA_NOREF;
+  fed->args_json = args;
+  *r = fed;
+  return 1;
+}
+
 static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
   pfp_processor *p = ud;
   PFP__STACK_MARK(p->L);
   registration fed = {0};
   registration *r;
   (void)L;
-  if (p->next_reg < p->nregs) {
-    r = &p->regs[p->next_reg++];
-  } else if (p->feed != NULL) {
-    const char *fed_name = NULL;
-    json_t *args = NULL;
-    free(p->feed_msg);
-    p->feed_msg = NULL;
-    int rc = p->feed(p->feed_ud, &fed_name, &args);
-    if (rc == 0)
-      return 0;
-    if (rc == PFP_FEED_WAIT) {
-      json_decref(args);
-      if (p->feed_fd >= 0)
-        return PFP_FEED_WAIT;
-      errorf(p, PFP_EFEED, "job feed: asked to wait, but no descriptor was "
-                           "given with pfp_set_feed_fd");
-      return PFP_EFEED;
-    }
-    if (rc < 0) {
-      json_decref(args);
-      char *msg = p->feed_msg;
-      p->feed_msg = NULL;
-      set_error(p, PFP_EFEED, msg);
-      return PFP_EFEED;
-    }
-    if (args != NULL && (!json_is_object(args) || !pfp__json_depth_ok(args))) {
-      json_decref(args);
-      errorf(p, PFP_EFEED, "job feed: args of '%s' must be a JSON object "
-             "nested at most %d levels", fed_name ? fed_name : "",
-             PFP_MAX_DEPTH);
-      return PFP_EFEED;
-    }
-    if (pfp__check_function(p, fed_name) != PFP_OK) {
-      json_decref(args);
-      return p->code;
-    }
-    fed.name = (char *)fed_name;
-    fed.fn_ref = LUA_NOREF;
-    fed.args_ref = LUA_NOREF;
-    fed.args_json = args;
-    r = &fed;
-  } else {
-    return 0;
-  }
+  int taken = take_next(p, &fed, &r);
+  if (taken != 1)
+    return taken;
   *name = pfp__strdup(r->name);
   if (*name != NULL)
     lua_pushlightuserdata(p->L, r);
@@ -681,6 +744,24 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
   }
   *index = p->next_index++;
   PFP__STACK_CHECK(p->L, 2); /* the function and its args */
+  return 1;
+}
+
+/* The same for a run in the fork server: the job as a name and JSON args. */
+static int remote_next(void *ud, const char **name, json_t **args,
+                       size_t *index) {
+  pfp_processor *p = ud;
+  registration fed = {0};
+  registration *r;
+  int taken = take_next(p, &fed, &r);
+  if (taken != 1)
+    return taken;
+  *name = r->name;
+  /* A fed job's args are already a new reference; a registration's are
+  ** lent for as long as the message takes to write. */
+  *args = r == &fed ? fed.args_json
+                    : r->args_json ? json_incref(r->args_json) : NULL;
+  *index = p->next_index++;
   return 1;
 }
 
@@ -737,27 +818,42 @@ static int children_waitable(pfp_processor *p) {
   return PFP_OK;
 }
 
+/* Runs in this process: the children are forked from here. */
+static int run_local(pfp_processor *p, const pfp__exec_opts *opts,
+                     char **msg) {
+  lua_State *L = p->L;
+  if (!lua_checkstack(L, 8))
+    return set_error(p, PFP_ENOMEM, NULL);
+  if (p->context_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->context_ref);
+  else if (pcall_with(p, new_table_protected, 0, 1, PFP_ENOMEM, "") != 0)
+    return p->code;
+  pfp__exec_hooks hooks = {.next = exec_next,
+                           .done = exec_done,
+                           .remaining = exec_remaining,
+                           .ud = p};
+  int top = lua_gettop(L);
+  int rc = pfp__exec(L, top, opts, &hooks, msg);
+  /* The engine pushes and pops each job's function and args itself. */
+  assert(lua_gettop(L) == top);
+  lua_settop(L, top - 1);
+  return rc;
+}
+
 int pfp_execute(pfp_processor *p) {
   if (p->executing)
     return set_error(p, PFP_EBUSY, NULL);
-  if (children_waitable(p) != PFP_OK)
+  /* With a fork server the children are the server's, not this process's:
+  ** its SIGCHLD disposition does not matter. */
+  if (p->server == NULL && children_waitable(p) != PFP_OK)
     return p->code;
-  lua_State *L = p->L;
   free_records(p);
-  if (!lua_checkstack(L, 8))
-    return set_error(p, PFP_ENOMEM, NULL);
   p->executing = 1;
   p->next_reg = 0;
   p->next_index = 0;
   p->not_ok = 0;
   ok(p);
 
-  if (p->context_ref != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->context_ref);
-  else if (pcall_with(p, new_table_protected, 0, 1, PFP_ENOMEM, "") != 0) {
-    p->executing = 0;
-    return p->code;
-  }
   /* Without a feed the job count is known: no more slots than jobs. */
   unsigned jobs = p->jobs;
   if (p->feed == NULL && p->nregs < jobs)
@@ -771,16 +867,14 @@ int pfp_execute(pfp_processor *p) {
                          .wake_write_fd = p->wake[1],
                          .feed_fd = p->feed ? p->feed_fd : -1,
                          .reuse = p->reuse};
-  pfp__exec_hooks hooks = {.next = exec_next,
-                           .done = exec_done,
-                           .remaining = exec_remaining,
-                           .ud = p};
   char *msg = NULL;
-  int top = lua_gettop(L);
-  int rc = pfp__exec(L, top, &opts, &hooks, &msg);
-  /* The engine pushes and pops each job's function and args itself. */
-  assert(lua_gettop(L) == top);
-  lua_settop(L, top - 1);
+  int rc;
+  if (p->server != NULL) {
+    pfp__remote_hooks hooks = {remote_next, exec_done, p};
+    rc = pfp__server_exec(p->server, &opts, &hooks, &msg);
+  } else {
+    rc = run_local(p, &opts, &msg);
+  }
   p->executing = 0;
 
   /* Records of jobs that never ran (an interrupted run) leave holes. */
@@ -846,6 +940,10 @@ static int exports_protected(lua_State *L) {
 int pfp__exported_functions(pfp_processor *p, char ***names, size_t *count) {
   *names = NULL;
   *count = 0;
+  if (p->server != NULL) {
+    int rc = pfp__server_exported_functions(p->server, names, count);
+    return rc == PFP_OK ? rc : set_error(p, rc, NULL);
+  }
   int top = lua_gettop(p->L);
   int rc = pcall_with(p, exports_protected, 0, 1, PFP_ENOMEM, "");
   if (rc != PFP_OK)
@@ -871,4 +969,121 @@ int pfp__exported_functions(pfp_processor *p, char ***names, size_t *count) {
   *names = list;
   *count = n;
   return PFP_OK;
+}
+
+/* Adds the global functions to the set of exported names exports_protected
+** built: name -> true for exports, false for globals found in no export
+** table.  Raw reads, as push_function's. */
+static int names_protected(lua_State *L) {
+  exports_protected(L);
+  int set = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushnil(L);
+  while (lua_next(L, set + 1) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TFUNCTION) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, set) == LUA_TNIL) {
+        lua_pushvalue(L, -3);
+        lua_pushboolean(L, 0);
+        lua_rawset(L, set);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int compare_entries(const void *a, const void *b) {
+  return strcmp(*(char *const *)a + 1, *(char *const *)b + 1);
+}
+
+int pfp__function_names(pfp_processor *p, char ***entries, size_t *count) {
+  *entries = NULL;
+  *count = 0;
+  int top = lua_gettop(p->L);
+  int rc = pcall_with(p, names_protected, 0, 1, PFP_ENOMEM, "");
+  if (rc != PFP_OK)
+    return rc;
+  size_t cap = 0, n = 0;
+  lua_pushnil(p->L);
+  while (lua_next(p->L, -2) != 0) {
+    lua_pop(p->L, 1);
+    cap++;
+  }
+  char **list = calloc(cap ? cap : 1, sizeof *list);
+  if (list == NULL) {
+    lua_settop(p->L, top);
+    return set_error(p, PFP_ENOMEM, NULL);
+  }
+  lua_pushnil(p->L);
+  while (lua_next(p->L, -2) != 0) {
+    size_t len;
+    const char *name = lua_tolstring(p->L, -2, &len);
+    int exported = lua_toboolean(p->L, -1);
+    lua_pop(p->L, 1);
+    if (strlen(name) != len)
+      continue;
+    if ((list[n] = pfp__strdupf("%c%s", exported ? 'x' : 'g', name)) ==
+        NULL) {
+      lua_settop(p->L, top);
+      for (size_t i = 0; i < n; i++)
+        free(list[i]);
+      free(list);
+      return set_error(p, PFP_ENOMEM, NULL);
+    }
+    n++;
+  }
+  lua_settop(p->L, top);
+  if (n > 0)
+    qsort(list, n, sizeof *list, compare_entries);
+  *entries = list;
+  *count = n;
+  return PFP_OK;
+}
+
+/* ---- the fork server --------------------------------------------------- */
+
+int pfp_start_fork_server(pfp_processor *p) {
+  if (p->executing)
+    return set_error(p, PFP_EBUSY, NULL);
+  if (p->server != NULL)
+    return errorf(p, PFP_EBUSY,
+                  "pfp_start_fork_server: this processor has a fork server "
+                  "already");
+  if (!p->owns_state)
+    return errorf(p, PFP_EINVAL,
+                  "pfp_start_fork_server: the processor runs in a Lua state "
+                  "it does not own (the Lua module): its Lua values cannot "
+                  "be sent to a server");
+  /* The server starts as a copy of this state: what it defines now is the
+  ** cache pfp_register checks names against until the next load. */
+  char **names = NULL;
+  size_t count = 0;
+  int rc = pfp__function_names(p, &names, &count);
+  if (rc != PFP_OK)
+    return rc;
+  char *msg = NULL;
+  rc = pfp__server_start(p, names, count, &p->server, &msg);
+  if (rc != PFP_OK)
+    return set_error(p, rc, msg);
+  return ok(p);
+}
+
+void pfp__processor_become_server(pfp_processor *p, int wake_r, int wake_w) {
+  pfp_clear(p);
+  p->on_record = NULL;
+  p->on_record_ud = NULL;
+  p->feed = NULL;
+  p->feed_ud = NULL;
+  p->feed_fd = -1;
+  free(p->feed_msg);
+  p->feed_msg = NULL;
+  pfp__close(&p->wake[0]);
+  pfp__close(&p->wake[1]);
+  p->wake[0] = wake_r;
+  p->wake[1] = wake_w;
+  p->server = NULL;
+  ok(p);
 }

@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,26 +49,68 @@ int pfp__set_blocking(int fd) {
   return 0;
 }
 
-int pfp__writev_all(int fd, struct iovec *iov, int n) {
-  while (n > 0) {
-    ssize_t w = writev(fd, iov, n);
-    if (w < 0) {
+ssize_t pfp__send_some(int fd, const void *buf, size_t len, int flags) {
+  ssize_t n;
+  do
+    n = send(fd, buf, len, flags | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+/* Writes the whole iovec with writev (socket: sendmsg, so that a closed
+** peer gives EPIPE, never SIGPIPE).  A short write resumes inside the
+** iovec it ended in. */
+static int vector_write_all(int fd, struct iovec *iov, int count,
+                            int socket) {
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  while (count > 0) {
+    if (iov->iov_len == 0) {
+      iov++;
+      count--;
+      continue;
+    }
+    ssize_t n;
+    if (socket) {
+      msg.msg_iov = iov;
+      msg.msg_iovlen = (size_t)count;
+      n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } else {
+      n = writev(fd, iov, count);
+    }
+    if (n < 0) {
       if (errno == EINTR)
         continue;
       return -1;
     }
-    /* Skip what was written; a short write resumes mid-buffer. */
-    while (n > 0 && (size_t)w >= iov->iov_len) {
-      w -= (ssize_t)iov->iov_len;
+    size_t sent = (size_t)n;
+    while (count > 0 && sent >= iov->iov_len) {
+      sent -= iov->iov_len;
       iov++;
-      n--;
+      count--;
     }
-    if (n > 0) {
-      iov->iov_base = (char *)iov->iov_base + w;
-      iov->iov_len -= (size_t)w;
+    if (count > 0) {
+      iov->iov_base = (char *)iov->iov_base + sent;
+      iov->iov_len -= sent;
     }
   }
   return 0;
+}
+
+int pfp__writev_all(int fd, struct iovec *iov, int n) {
+  return vector_write_all(fd, iov, n, 0);
+}
+
+int pfp__sendv_all(int fd, struct iovec *iov, int count) {
+  return vector_write_all(fd, iov, count, 1);
+}
+
+ssize_t pfp__recv_some(int fd, void *buf, size_t len, int flags) {
+  ssize_t n;
+  do
+    n = recv(fd, buf, len, flags);
+  while (n < 0 && errno == EINTR);
+  return n;
 }
 
 int pfp__set_nonblock(int fd) {
@@ -115,6 +159,17 @@ int pfp__pidfd_open(pid_t pid) {
   (void)pid;
 #endif
   return -1;
+}
+
+int pfp__pidfd_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+  (void)pidfd;
+  (void)sig;
+  errno = ENOSYS;
+  return -1;
+#endif
 }
 
 double pfp__now(void) {

@@ -54,6 +54,7 @@ if [ "${SANITIZE:-}" = 1 ]; then
   unset LD_PRELOAD
 fi
 suite "C tests" "$top/$BUILD/test_api"
+suite "C fork-server tests" "$top/$BUILD/test_server"
 # The allocation-failure test replaces malloc itself: not with sanitizers.
 if [ "${SANITIZE:-}" != 1 ]; then
   suite "C allocation-failure tests" "$top/$BUILD/test_oom"

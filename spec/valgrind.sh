@@ -22,6 +22,7 @@ check() { # name, then a command whose exit status decides
 }
 
 check "C API tests under valgrind" env PFP_TEST_TIME_SCALE=20 $VG "$BUILD/test_api"
+check "C fork-server tests under valgrind" env PFP_TEST_TIME_SCALE=20 $VG "$BUILD/test_server"
 
 cat >"$log/mix.lua" <<'LUA'
 local pfp = require "pfp"

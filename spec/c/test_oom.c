@@ -91,13 +91,21 @@ static const char *SCRIPT =
     "function fails(q) error('expected failure') end\n";
 
 /* The scenario: returns 0 when it behaved (succeeded, or failed with a
-** code and a message), 1 when an API broke its promises. */
+** code and a message), 1 when an API broke its promises.  With a fork
+** server, only the host's allocations fail: the server is another process
+** (see should_fail). */
+static int with_server;
 static int scenario(void) {
   pfp_processor *p = pfp_processor_create();
   if (p == NULL)
     return strlen(pfp_errmsg(NULL)) > 0 ? 0 : 1;
   int bad = 0;
-  int rc = pfp_load_string(p, "=oom", SCRIPT);
+  int rc = with_server ? pfp_start_fork_server(p) : PFP_OK;
+  if (rc != PFP_OK) {
+    bad |= rc >= 0 || pfp_errmsg(p) == NULL;
+    goto done;
+  }
+  rc = pfp_load_string(p, "=oom", SCRIPT);
   if (rc != PFP_OK) {
     bad |= rc >= 0 || pfp_errmsg(p) == NULL;
     goto done;
@@ -190,16 +198,20 @@ static int sweep(int from_then_on, int number) {
     failures += run_with_failure_at(n, from_then_on, &done) != 0;
   printf("# %ld runs\n", n - 1);
   printf("%s %d - %s allocation failure in the host gives an error code or "
-         "a record, no crash and no leak\n",
+         "a record, no crash and no leak%s\n",
          failures == 0 && done ? "ok" : "not ok", number,
          from_then_on ? "running out of memory at any point:"
-                      : "any single");
+                      : "any single",
+         with_server ? " (with a fork server)" : "");
   return failures == 0 && done;
 }
 
 int main(void) {
   int ok = sweep(0, 1);
   ok &= sweep(1, 2);
-  printf("1..2\n");
+  with_server = 1;
+  ok &= sweep(0, 3);
+  ok &= sweep(1, 4);
+  printf("1..4\n");
   return ok ? 0 : 1;
 }

@@ -7,13 +7,14 @@
 #   contended  the same mix beside 6 busy loops: no timeout record for a
 #           process that had exited by itself
 #   output  e. pfp-run > /dev/full, pfp-run | head -n 1
+#   hostsize g. a host holding 1 GiB, with and without its fork server
 # `make stress` runs them all (after building); a subset by name:
 #   make stress STRESS_TESTS="mix output"
 #   BUILD=build sh spec/stress/run.sh mix output
 # Ends with "stress: N passed, N failed"; exit status 1 on any failure.
 set -u
 export BUILD="${BUILD:-build}" LUA="${LUA:-lua5.4}"
-tests=${*:-many wide big mix contended output}
+tests=${*:-many wide big mix contended output hostsize}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 passed=0
