@@ -80,8 +80,15 @@ $(BUILD)/libpfp.so: $(ENGINE_OBJ)
 $(BUILD)/pfp.so: $(ENGINE_OBJ)
 	$(CC) -shared $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(JANSSON_LIBS)
 
+# pfp-run takes Lua from liblua5.4.a when Debian's liblua5.4-dev has it:
+# calls into Lua then need no PLT, and a forked child has no symbols left to
+# resolve.  -rdynamic exports Lua's API, so that C modules a script requires (cjson,
+# lpeg: they do not link liblua themselves) find it in pfp-run.
+LUA_STATIC := $(wildcard $(shell $(PKG_CONFIG) --variable=libdir $(LUA_PKG))/liblua5.4.a)
+PFP_RUN_LUA := $(if $(LUA_STATIC),-rdynamic $(LUA_STATIC) -ldl,$(LUA_LIBS))
+
 $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
-	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(PFP_RUN_LUA) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
