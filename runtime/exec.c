@@ -39,6 +39,10 @@
 
 enum { FD_RESULT, FD_OUT, FD_ERR, FD_PID, FD_KINDS };
 
+/* Tells a child forked ahead to start its function (it waits for it with
+** every signal blocked, so it is never delivered as a signal). */
+#define START_SIGNAL SIGUSR1
+
 typedef struct capture {
   pfp__buf text;
   size_t dropped;
@@ -56,6 +60,8 @@ typedef struct slot {
   double kill_at;   /* when SIGKILL is due; INFINITY for none */
   int timed_out;
   int interrupted;
+  int waiting;   /* forked ahead: set up, waiting for START_SIGNAL */
+  int cancelled; /* forked ahead, then killed unstarted: no record */
   char *name;
   size_t index;
   pfp__frame_reader reader;
@@ -92,6 +98,8 @@ typedef struct exec_state {
   struct pollfd *pfds;
   int *pfd_slot;     /* which slot each pollfd belongs to (-1: wake fd) */
   int batches;       /* stack index of the batch tables (reuse only) */
+  unsigned nslots;   /* jobs, plus one for the child forked ahead */
+  struct slot *ahead; /* the child forked ahead, waiting to start, or NULL */
 } exec_state;
 
 static int reusing(const exec_state *e) { return e->opts->reuse > 1; }
@@ -114,7 +122,7 @@ static void set_error(exec_state *e, int code, char *msg) {
 static PFP__NORETURN void child_start(exec_state *e, slot *s,
                                       const int result_pipe[2],
                                       const int out_pipe[2],
-                                      const int err_pipe[2]) {
+                                      const int err_pipe[2], int ahead) {
   int result_w = result_pipe[1], out_w = out_pipe[1], err_w = err_pipe[1];
   setpgid(0, 0);
   /* If the host dies without a chance to clean up (SIGKILL, a crash), its
@@ -136,7 +144,7 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
 
   /* Nothing of the host's bookkeeping stays open in the child.  Closed
   ** first: near the descriptor limit the moves below need free slots. */
-  for (unsigned i = 0; i < e->opts->jobs; i++) {
+  for (unsigned i = 0; i < e->nslots; i++) {
     slot *o = &e->slots[i];
     for (int k = 0; k < FD_KINDS; k++)
       if (o->fd[k] >= 0)
@@ -177,6 +185,16 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
     if (originals[i] > 2)
       close(originals[i]);
 
+  /* Forked ahead: everything is ready; the function waits for its slot.
+  ** Signals are still blocked, so the start signal cannot be missed. */
+  if (ahead) {
+    sigset_t start;
+    sigemptyset(&start);
+    sigaddset(&start, START_SIGNAL);
+    while (sigwaitinfo(&start, NULL) < 0)
+      if (errno != EINTR)
+        _exit(126);
+  }
   sigset_t none;
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
@@ -208,7 +226,7 @@ static void slot_end_process(slot *s) {
   capture_reset(&s->err);
   s->active = 0;
   s->pid = 0;
-  s->timed_out = s->interrupted = 0;
+  s->timed_out = s->interrupted = s->waiting = s->cancelled = 0;
   s->deadline = s->kill_at = INFINITY;
 }
 
@@ -249,11 +267,17 @@ static int transient(int err) {
   return err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOMEM;
 }
 
-/* Hands a finished record to the caller, who may ask to stop. */
+static int take_interrupt(exec_state *e);
+
+/* Hands a finished record to the caller, who may ask to stop, by its
+** return value or with pfp_interrupt: that is seen at once, so that no
+** further job starts after it. */
 static void deliver(exec_state *e, pfp_record *r) {
   int rc = e->hooks->done(e->hooks->ud, r);
   if (rc != 0)
     set_error(e, rc < 0 ? rc : PFP_EABORT, pfp__strdup(pfp_strerror(rc)));
+  else if (take_interrupt(e))
+    set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
 }
 
 /* Ends a job that could not be started with a crashed record. */
@@ -275,7 +299,7 @@ static void fail_to_start(exec_state *e, char *name, size_t index,
 /* Forks the pending job (function and args on top of the Lua stack) into
 ** slot s.  Returns 0 when started, 1 when it must wait for resources, -1
 ** when it failed for good (a record says why). */
-static int fork_job(exec_state *e, slot *s) {
+static int fork_job(exec_state *e, slot *s, int ahead) {
   int result[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   const char *what = "pipe";
   int saved;
@@ -296,7 +320,7 @@ static int fork_job(exec_state *e, slot *s) {
   s->started = pfp__now();
   pid_t pid = fork();
   if (pid == 0)
-    child_start(e, s, result, out, err);
+    child_start(e, s, result, out, err, ahead);
   saved = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pid < 0) {
@@ -320,9 +344,16 @@ static int fork_job(exec_state *e, slot *s) {
   pfp__close(&result[1]);
   pfp__close(&out[1]);
   pfp__close(&err[1]);
-  s->deadline = e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
   s->kill_at = INFINITY;
-  e->running++;
+  if (ahead) {
+    s->waiting = 1;
+    s->deadline = INFINITY;
+    e->ahead = s;
+  } else {
+    s->deadline =
+        e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
+    e->running++;
+  }
   return 0;
 
 fail:
@@ -376,22 +407,53 @@ static int take_job(exec_state *e) {
 ** to while the rest start. */
 #define FORKS_PER_TURN 16
 
+/* Lets the child forked ahead run its function. */
+static void start_ahead(exec_state *e) {
+  slot *s = e->ahead;
+  e->ahead = NULL;
+  s->waiting = 0;
+  s->started = pfp__now();
+  s->deadline = e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
+  e->running++;
+  /* If it has died meanwhile, its pidfd says so and it is judged. */
+  kill(s->pid, START_SIGNAL);
+}
+
+/* Kills the child forked ahead, which has not started its function: its
+** job gets no record, as if it had never been taken. */
+static void cancel_ahead(exec_state *e) {
+  if (e->ahead != NULL && !e->ahead->cancelled) {
+    e->ahead->cancelled = 1;
+    kill(-e->ahead->pid, SIGKILL);
+  }
+}
+
 /* Starts jobs while there are free slots; returns whether more could have
-** started this turn (the caller then polls without waiting). */
+** started this turn (the caller then polls without waiting).  With every
+** slot busy, the next job's child is forked ahead: the fork, the costliest
+** step, then overlaps the running functions, and a freed slot starts it
+** with one signal. */
 static int start_jobs(exec_state *e) {
   int started = 0;
-  while (e->running < e->opts->jobs && e->stop_code == 0 &&
-         !e->feed_waiting) {
+  while (e->stop_code == 0) {
+    if (e->running < e->opts->jobs && e->ahead != NULL) {
+      start_ahead(e);
+      continue;
+    }
+    int ahead = e->running >= e->opts->jobs;
+    if ((ahead && (e->ahead != NULL || e->nslots == e->opts->jobs)) ||
+        e->feed_waiting)
+      break;
     if (started == FORKS_PER_TURN)
       return 1;
     if (!take_job(e))
       break;
-    /* running < jobs, so a slot is free. */
+    /* Fewer than nslots children exist, so a slot is free. */
     slot *s = NULL;
-    for (unsigned i = 0; i < e->opts->jobs && s == NULL; i++)
+    for (unsigned i = 0; i < e->nslots && s == NULL; i++)
       if (!e->slots[i].active)
         s = &e->slots[i];
-    if (s == NULL || fork_job(e, s) == 1)
+    if (s == NULL || fork_job(e, s, ahead) == 1)
       break;
     started++;
   }
@@ -536,7 +598,7 @@ static int fork_worker(exec_state *e, slot *s) {
   lua_rawgeti(e->L, e->batches, (lua_Integer)(s - e->slots) + 1);
   pid_t pid = fork();
   if (pid == 0)
-    child_start(e, s, result, out, err);
+    child_start(e, s, result, out, err, 0);
   saved = errno;
   lua_pop(e->L, 1);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -877,11 +939,20 @@ static void finish(exec_state *e, slot *s) {
     finish_worker(e, s, wstatus, got == s->pid, ended);
     return;
   }
+  /* A child forked ahead that ended before it was started was not
+  ** running; killed by cancel_ahead, its job never ran at all. */
+  int was_running = !s->waiting;
+  if (e->ahead == s)
+    e->ahead = NULL;
+  if (s->cancelled) {
+    slot_end_process(s);
+    return;
+  }
 
   pfp_record *r = pfp__record_new();
   if (r == NULL) {
     set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
-    e->running--;
+    e->running -= (unsigned)was_running;
     slot_end_process(s);
     return;
   }
@@ -897,7 +968,7 @@ static void finish(exec_state *e, slot *s) {
   }
   r->out = capture_finish(&s->out, "stdout", &r->out_len);
   r->err = capture_finish(&s->err, "stderr", &r->err_len);
-  e->running--;
+  e->running -= (unsigned)was_running;
   slot_end_process(s);
   if (r->function_name == NULL) {
     pfp__record_free(r);
@@ -910,9 +981,9 @@ static void finish(exec_state *e, slot *s) {
 /* ---- the loop -------------------------------------------------------- */
 
 static void terminate_all(exec_state *e, double now) {
-  for (unsigned i = 0; i < e->opts->jobs; i++) {
+  for (unsigned i = 0; i < e->nslots; i++) {
     slot *s = &e->slots[i];
-    if (s->active && !s->interrupted) {
+    if (s->active && !s->interrupted && !s->waiting) {
       s->interrupted = !s->timed_out;
       if (s->kill_at == INFINITY) {
         kill(-s->pid, SIGTERM);
@@ -933,7 +1004,7 @@ static int has_exited(const slot *s) {
 }
 
 static void check_timers(exec_state *e, double now) {
-  for (unsigned i = 0; i < e->opts->jobs; i++) {
+  for (unsigned i = 0; i < e->nslots; i++) {
     slot *s = &e->slots[i];
     if (!s->active)
       continue;
@@ -958,7 +1029,7 @@ static void check_timers(exec_state *e, double now) {
 /* Milliseconds until the next timer, or -1 for none. */
 static int poll_timeout(exec_state *e, double now) {
   double next = INFINITY;
-  for (unsigned i = 0; i < e->opts->jobs; i++) {
+  for (unsigned i = 0; i < e->nslots; i++) {
     slot *s = &e->slots[i];
     if (s->active) {
       if (s->deadline < next)
@@ -994,12 +1065,14 @@ static void run_loop(exec_state *e) {
     set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
   for (;;) {
     int more_to_start = reusing(e) ? start_workers(e) : start_jobs(e);
+    if (e->stop_code != 0)
+      cancel_ahead(e);
     if (e->stop_code != 0 && hard_stop(e->stop_code) && !stopping) {
       stopping = 1;
       terminate_all(e, pfp__now());
     }
     int feed_wait = e->feed_waiting && e->more_jobs && e->stop_code == 0;
-    if (e->running == 0 && !feed_wait && !more_to_start)
+    if (e->running == 0 && e->ahead == NULL && !feed_wait && !more_to_start)
       break;
 
     nfds_t n = 0;
@@ -1011,7 +1084,7 @@ static void run_loop(exec_state *e) {
       e->pfds[n] = (struct pollfd){.fd = e->opts->feed_fd, .events = POLLIN};
       e->pfd_slot[n++] = -2;
     }
-    for (unsigned i = 0; i < e->opts->jobs; i++) {
+    for (unsigned i = 0; i < e->nslots; i++) {
       slot *s = &e->slots[i];
       if (!s->active)
         continue;
@@ -1077,6 +1150,9 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
   e.hooks = hooks;
   e.more_jobs = 1;
   e.host_pid = getpid();
+  /* One slot more than `jobs` for the child forked ahead (see
+  ** fork_ahead); reused workers need none. */
+  e.nslots = opts->jobs + (opts->reuse > 1 ? 0 : 1);
   e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   /* Read once per run.  A handler another thread installs while the run
   ** goes on is not reset in children forked after it. */
@@ -1087,21 +1163,21 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
         sa.sa_handler != SIG_DFL)
       sigaddset(&e.changed_signals, sig);
   }
-  e.slots = calloc(opts->jobs, sizeof *e.slots);
+  e.slots = calloc(e.nslots, sizeof *e.slots);
   e.chunk = malloc(READ_CHUNK);
-  e.pfds = calloc((size_t)opts->jobs * FD_KINDS + 2, sizeof *e.pfds);
-  e.pfd_slot = calloc((size_t)opts->jobs * FD_KINDS + 2, sizeof *e.pfd_slot);
+  e.pfds = calloc((size_t)e.nslots * FD_KINDS + 2, sizeof *e.pfds);
+  e.pfd_slot = calloc((size_t)e.nslots * FD_KINDS + 2, sizeof *e.pfd_slot);
   if (e.slots == NULL || e.chunk == NULL || e.pfds == NULL ||
       e.pfd_slot == NULL || !lua_checkstack(L, 8)) {
     set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
   } else {
-    for (unsigned i = 0; i < opts->jobs; i++)
+    for (unsigned i = 0; i < e.nslots; i++)
       slot_init(&e, &e.slots[i]);
     if (reusing(&e) && make_batches(&e) != 0)
       set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
     else
       run_loop(&e);
-    for (unsigned i = 0; i < opts->jobs; i++)
+    for (unsigned i = 0; i < e.nslots; i++)
       slot_free(&e, &e.slots[i]);
     if (e.batches != 0) {
       lua_remove(L, e.batches);
@@ -1109,7 +1185,7 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
     }
   }
   if (e.slots)
-    for (unsigned i = 0; i < opts->jobs; i++)
+    for (unsigned i = 0; i < e.nslots; i++)
       slot_free(&e, &e.slots[i]);
   pfp__close(&e.devnull);
   free(e.slots);

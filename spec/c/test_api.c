@@ -420,6 +420,26 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* pfp_interrupt from the record callback: no job starts after it, not
+** even the one whose child was already forked ahead, waiting for a slot. */
+static void test_interrupt_from_callback_starts_nothing_more(void) {
+  pfp_processor *p = new_loaded();
+  seen s = {0};
+  CHECK(p != NULL);
+  s.interrupt = p;
+  CHECK_RC(p, pfp_set_jobs(p, 1));
+  for (int i = 0; i < 5; i++)
+    CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_set_on_record(p, remember, &s));
+  CHECK_EXEC(p, PFP_EINTR);
+  CHECK(s.count == 1);
+  CHECK(pfp_record_count(p) == 1);
+  CHECK(pfp_record_index(pfp_record_at(p, 0)) == 0);
+  CHECK(no_children_left());
+out:
+  pfp_processor_destroy(p);
+}
+
 typedef struct feed_state {
   int next, total, fail_at;
   pfp_processor *p;
@@ -694,6 +714,8 @@ static void test_refuses_when_sigchld_is_ignored(void) {
   CHECK(pfp_record_count(p) == 0);
   CHECK_EXEC(p, 0); /* and fine again once restored */
 out:
+  run_test("an interrupt from the record callback starts nothing more",
+           test_interrupt_from_callback_starts_nothing_more);
   run_test("every status with reused workers; later calls still run",
            test_every_status_with_reuse);
   pfp_processor_destroy(p);

@@ -757,6 +757,34 @@ end
   ---------------------------------------------------------------------------
   -- 10. signals to pfp-run
   ---------------------------------------------------------------------------
+  it("never runs more than -j functions at once, though it forks the next child ahead", function()
+    -- Each call marks itself running with a directory, counts the marks
+    -- while it sleeps, then removes its own: a function started early
+    -- would see three.
+    local dir = tmpdir()
+    local s = script([[
+function busy(q, context, args)
+  local mark = args.dir .. "/run." .. args.i
+  os.execute("mkdir " .. mark)
+  local p = io.popen("sleep 0.05; ls " .. args.dir .. " | grep -c '^run'")
+  local seen = tonumber(p:read("a"))
+  p:close()
+  os.execute("rmdir " .. mark)
+  return seen
+end
+]])
+    local args = { "-j", "2", "--format", "jsonl", s }
+    for i = 1, 12 do args[#args + 1] = 'busy={"dir":"' .. dir .. '","i":' .. i .. '}' end
+    local out, err, code = H.run(args)
+    H.rmrf(dir)
+    assert.are.equal(0, code, err)
+    local records = H.decode_lines(out)
+    assert.are.equal(12, #records)
+    local most = 0
+    for _, r in ipairs(records) do most = math.max(most, r.result) end
+    assert.is_true(most >= 1 and most <= 2, "saw " .. most .. " functions running at once")
+  end)
+
   describe("a signal to pfp-run", function()
     local function interrupt(signame, expected_status)
       local dir = tmpdir()
