@@ -231,6 +231,14 @@ typedef int (*pfp_record_fn)(void *userdata, const pfp_record *record);
 PFP_API int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn,
                               void *userdata);
 
+/* Called from inside pfp_execute() each time the run is about to wait for
+** children or input: the moment to flush output the record callback
+** buffered (a callback that flushes every record pays a write per record).
+** Returning non-zero stops the run as the record callback's does.  NULL
+** removes it. */
+typedef int (*pfp_idle_fn)(void *userdata);
+PFP_API int pfp_set_on_idle(pfp_processor *p, pfp_idle_fn fn, void *userdata);
+
 /* Whether records are kept for pfp_record_at() after the run (default 1).
 ** With 0, each record lives only during its on_record callback, so a run
 ** of millions of calls needs memory for the running ones only. */

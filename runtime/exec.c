@@ -276,7 +276,8 @@ static void deliver(exec_state *e, pfp_record *r) {
   int rc = e->hooks->done(e->hooks->ud, r);
   if (rc != 0)
     set_error(e, rc < 0 ? rc : PFP_EABORT, pfp__strdup(pfp_strerror(rc)));
-  else if (take_interrupt(e))
+  else if (e->opts->interrupt_flag != NULL && *e->opts->interrupt_flag &&
+           take_interrupt(e))
     set_error(e, PFP_EINTR, pfp__strdup("interrupted"));
 }
 
@@ -1052,6 +1053,8 @@ static int take_interrupt(exec_state *e) {
   int any = 0;
   if (e->opts->wake_fd < 0)
     return 0;
+  if (e->opts->interrupt_flag != NULL)
+    *e->opts->interrupt_flag = 0;
   while (pfp__read_some(e->opts->wake_fd, drain, sizeof drain) > 0)
     any = 1;
   return any;
@@ -1095,7 +1098,13 @@ static void run_loop(exec_state *e) {
         e->pfd_slot[n++] = (int)(i * FD_KINDS + (unsigned)k);
       }
     }
-    int rc = poll(e->pfds, n, more_to_start ? 0 : poll_timeout(e, pfp__now()));
+    int wait_ms = more_to_start ? 0 : poll_timeout(e, pfp__now());
+    if (wait_ms != 0 && e->hooks->idle != NULL) {
+      int stop = e->hooks->idle(e->hooks->ud);
+      if (stop != 0)
+        set_error(e, stop, pfp__strdup(pfp_strerror(stop)));
+    }
+    int rc = poll(e->pfds, n, wait_ms);
     if (rc < 0 && errno != EINTR) {
       set_error(e, PFP_ESYS, pfp__strdupf("poll: %s", strerror(errno)));
       terminate_all(e, pfp__now());

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -332,6 +333,9 @@ typedef struct pfp__exec_opts {
   /* Reused workers: each forked worker runs up to this many jobs in turn
   ** (0 or 1: one child per job). */
   unsigned reuse;
+  /* Set by pfp_interrupt before it writes to the interrupt pipe: read
+  ** after each record without a system call.  May be NULL. */
+  volatile sig_atomic_t *interrupt_flag;
 } pfp__exec_opts;
 
 /* What to run comes from the caller: `next` pushes the function and its
@@ -347,6 +351,9 @@ typedef struct pfp__exec_hooks {
   /* How many jobs `next` still has, or SIZE_MAX when unknown (a feed);
   ** sizes reused workers' batches.  May be NULL. */
   size_t (*remaining)(void *ud);
+  /* Called before the engine waits; non-zero stops the run as `done`
+  ** does.  May be NULL. */
+  int (*idle)(void *ud);
   void *ud;
 } pfp__exec_hooks;
 
@@ -401,6 +408,7 @@ int pfp__server_exported_functions(const pfp__server *s, char ***names,
 typedef struct pfp__remote_hooks {
   int (*next)(void *ud, const char **name, json_t **args, size_t *index);
   int (*done)(void *ud, pfp_record *record);
+  int (*idle)(void *ud); /* as in pfp__exec_hooks */
   void *ud;
 } pfp__remote_hooks;
 

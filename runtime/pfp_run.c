@@ -183,10 +183,16 @@ static char *read_file(const char *path, size_t *len) {
 static void write_bytes(run *r, const char *data, size_t len) {
   if (r->write_failed || len == 0)
     return;
-  /* ferror too: the engine flushes stdio before each fork, and a failure
-  ** there sets the stream's error flag without any write failing. */
-  if (fwrite(data, 1, len, stdout) != len || ferror(stdout))
+  if (fwrite(data, 1, len, stdout) != len) {
     r->write_failed = errno ? errno : EIO;
+  } else if (ferror(stdout)) {
+    /* The engine flushes stdio before each fork, and a failure there sets
+    ** the error flag long after its errno is gone: flushing again tells
+    ** why. */
+    clearerr(stdout);
+    if (fflush(stdout) != 0)
+      r->write_failed = errno ? errno : EIO;
+  }
 }
 
 static void write_text(run *r, const char *text) {
@@ -260,9 +266,15 @@ static int on_record(void *ud, const pfp_record *rec) {
     print_in_order(r, r->waiting[r->next_to_print]);
     r->waiting[r->next_to_print++] = NULL;
   }
-  /* Flushed at once: readers see records as soon as they are in order,
-  ** and a write error (a full disk, a reader gone) stops the run now
-  ** rather than after every function has run. */
+  return r->write_failed != 0;
+}
+
+/* Flushed whenever the run waits: readers see records as soon as they are
+** in order, without a write per record, and a write error (a full disk, a
+** reader gone) stops the run now rather than after every function has
+** run. */
+static int on_idle(void *ud) {
+  run *r = ud;
   if (!r->write_failed && fflush(stdout) != 0)
     r->write_failed = errno ? errno : EIO;
   return r->write_failed != 0;
@@ -618,6 +630,7 @@ int main(int argc, char **argv) {
   pfp_set_reuse(r.p, (unsigned)s.reuse);
   pfp_set_keep_records(r.p, 0);
   pfp_set_on_record(r.p, on_record, &r);
+  pfp_set_on_idle(r.p, on_idle, &r);
   /* Only now: until children run, the default action (die) is right, and
   ** a script stuck while loading can still be interrupted. */
   install_signal_handlers(r.p);

@@ -32,6 +32,7 @@ struct pfp_processor {
   int code;
   char *msg;
   int wake[2]; /* pfp_interrupt writes a byte; exec polls the read end */
+  volatile sig_atomic_t interrupt_flag; /* set with each byte written */
   int context_ref;
 
   registration *regs;
@@ -45,6 +46,8 @@ struct pfp_processor {
   unsigned reuse;
   pfp_record_fn on_record;
   void *on_record_ud;
+  pfp_idle_fn on_idle;
+  void *on_idle_ud;
   int keep_records;
   pfp_feed_fn feed;
   void *feed_ud;
@@ -626,6 +629,12 @@ int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn, void *userdata) {
   return ok(p);
 }
 
+int pfp_set_on_idle(pfp_processor *p, pfp_idle_fn fn, void *userdata) {
+  p->on_idle = fn;
+  p->on_idle_ud = userdata;
+  return ok(p);
+}
+
 int pfp_set_keep_records(pfp_processor *p, int keep) {
   p->keep_records = keep != 0;
   return ok(p);
@@ -795,6 +804,13 @@ static int exec_done(void *ud, pfp_record *rec) {
   return stop;
 }
 
+static int exec_idle(void *ud) {
+  pfp_processor *p = ud;
+  if (p->on_idle != NULL && p->on_idle(p->on_idle_ud) != 0)
+    return PFP_EABORT;
+  return 0;
+}
+
 static size_t exec_remaining(void *ud) {
   pfp_processor *p = ud;
   return p->feed != NULL ? SIZE_MAX : p->nregs - p->next_reg;
@@ -831,6 +847,7 @@ static int run_local(pfp_processor *p, const pfp__exec_opts *opts,
   pfp__exec_hooks hooks = {.next = exec_next,
                            .done = exec_done,
                            .remaining = exec_remaining,
+                           .idle = exec_idle,
                            .ud = p};
   int top = lua_gettop(L);
   int rc = pfp__exec(L, top, opts, &hooks, msg);
@@ -866,11 +883,15 @@ int pfp_execute(pfp_processor *p) {
                          .wake_fd = p->wake[0],
                          .wake_write_fd = p->wake[1],
                          .feed_fd = p->feed ? p->feed_fd : -1,
-                         .reuse = p->reuse};
+                         .reuse = p->reuse,
+                         .interrupt_flag = &p->interrupt_flag};
   char *msg = NULL;
   int rc;
   if (p->server != NULL) {
-    pfp__remote_hooks hooks = {remote_next, exec_done, p};
+    pfp__remote_hooks hooks = {.next = remote_next,
+                               .done = exec_done,
+                               .idle = exec_idle,
+                               .ud = p};
     rc = pfp__server_exec(p->server, &opts, &hooks, &msg);
   } else {
     rc = run_local(p, &opts, &msg);
@@ -900,6 +921,7 @@ void pfp_interrupt(pfp_processor *p) {
   if (p != NULL && p->wake[1] >= 0) {
     int saved = errno;
     char byte = 1;
+    p->interrupt_flag = 1;
     /* A full pipe already holds a wake-up: the failure is harmless. */
     (void)!write(p->wake[1], &byte, 1);
     errno = saved;

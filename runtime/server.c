@@ -1183,6 +1183,15 @@ static void run_loop(remote_run *r) {
     flush_out(r);
     if (s->gone != NULL || (r->finished && r->out_pos == r->out.len))
       return;
+    /* About to wait: the caller's moment to flush.  A stop it asks for
+    ** is handled (sent on) before waiting. */
+    if (r->stop_code == 0 && r->hooks->idle != NULL) {
+      int stop = r->hooks->idle(r->hooks->ud);
+      if (stop != 0) {
+        run_error(r, stop, pfp__strdup(pfp_strerror(stop)));
+        continue;
+      }
+    }
 
     struct pollfd pfds[4];
     enum { P_SOCK, P_WAKE, P_FEED, P_PID };

@@ -440,6 +440,38 @@ out:
   pfp_processor_destroy(p);
 }
 
+typedef struct idle_state {
+  int calls, stop_at;
+} idle_state;
+
+static int count_idle(void *ud) {
+  idle_state *st = ud;
+  return ++st->calls == st->stop_at;
+}
+
+/* The idle hook runs while the run waits, and can stop it. */
+static void test_idle_hook(void) {
+  pfp_processor *p = new_loaded();
+  idle_state st = {0, 0};
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_set_jobs(p, 2));
+  for (int i = 0; i < 4; i++)
+    CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_RC(p, pfp_set_on_idle(p, count_idle, &st));
+  CHECK_EXEC(p, 0);
+  CHECK(st.calls >= 1);
+  pfp_clear(p);
+  st = (idle_state){0, 1};
+  CHECK_RC(p, pfp_register(p, "forever", NULL));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 1}"));
+  CHECK_EXEC(p, PFP_EABORT);
+  CHECK(st.calls >= 1);
+  CHECK(pfp_record_status(pfp_record_at(p, 0)) == PFP_STATUS_CRASHED);
+  CHECK(no_children_left());
+out:
+  pfp_processor_destroy(p);
+}
+
 typedef struct feed_state {
   int next, total, fail_at;
   pfp_processor *p;
@@ -714,6 +746,8 @@ static void test_refuses_when_sigchld_is_ignored(void) {
   CHECK(pfp_record_count(p) == 0);
   CHECK_EXEC(p, 0); /* and fine again once restored */
 out:
+  run_test("the idle hook runs while the run waits and can stop it",
+           test_idle_hook);
   run_test("an interrupt from the record callback starts nothing more",
            test_interrupt_from_callback_starts_nothing_more);
   run_test("every status with reused workers; later calls still run",
