@@ -22,8 +22,12 @@
 typedef struct registration {
   char *name;
   int fn_ref;   /* LUA_NOREF: look the function up by name */
-  int args_ref; /* LUA_NOREF: build args from args_json */
+  int args_ref; /* LUA_NOREF: build args from args_json or args_text */
   json_t *args_json;
+  /* pfp_register's text, checked and kept as text: a parsed object costs
+  ** ten times its size while it waits for its run. */
+  char *args_text;
+  int name_shared; /* name belongs to the registration before this one */
 } registration;
 
 struct pfp_processor {
@@ -243,10 +247,12 @@ void pfp_clear(pfp_processor *p) {
     return;
   for (size_t i = 0; i < p->nregs; i++) {
     registration *r = &p->regs[i];
-    free(r->name);
+    if (!r->name_shared)
+      free(r->name);
     luaL_unref(p->L, LUA_REGISTRYINDEX, r->fn_ref);
     luaL_unref(p->L, LUA_REGISTRYINDEX, r->args_ref);
     json_decref(r->args_json);
+    free(r->args_text);
   }
   free(p->regs);
   p->regs = NULL;
@@ -518,18 +524,25 @@ static registration *new_registration(pfp_processor *p, const char *name) {
     p->regs = regs;
     p->capregs = cap;
   }
-  char *copy = pfp__strdup(name);
+  /* Calls of one function are usually registered in a row: they share
+  ** its name. */
+  registration *prev = p->nregs > 0 ? &p->regs[p->nregs - 1] : NULL;
+  int shared = prev != NULL && strcmp(prev->name, name) == 0;
+  char *copy = shared ? prev->name : pfp__strdup(name);
   if (copy == NULL)
     return NULL;
   registration *r = &p->regs[p->nregs++];
+  memset(r, 0, sizeof *r);
   r->name = copy;
+  r->name_shared = shared;
   r->fn_ref = LUA_NOREF;
   r->args_ref = LUA_NOREF;
-  r->args_json = NULL;
   return r;
 }
 
-int pfp_register_json(pfp_processor *p, const char *name, json_t *args) {
+/* Checks what pfp_register_json checks before anything is kept. */
+static int check_registration(pfp_processor *p, const char *name,
+                              const json_t *args) {
   if (p->executing)
     return set_error(p, PFP_EBUSY, NULL);
   if (args != NULL && !json_is_object(args))
@@ -538,7 +551,11 @@ int pfp_register_json(pfp_processor *p, const char *name, json_t *args) {
   if (args != NULL && !pfp__json_depth_ok(args))
     return errorf(p, PFP_EJSON, "args of '%s': nested deeper than %d levels",
                   name ? name : "", PFP_MAX_DEPTH);
-  int rc = pfp__check_function(p, name);
+  return pfp__check_function(p, name);
+}
+
+int pfp_register_json(pfp_processor *p, const char *name, json_t *args) {
+  int rc = check_registration(p, name, args);
   if (rc != PFP_OK)
     return rc;
   registration *r = new_registration(p, name);
@@ -559,9 +576,18 @@ int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
   free(what);
   if (v == NULL)
     return set_error(p, PFP_EJSON, msg);
-  int rc = pfp_register_json(p, name, v);
+  int rc = check_registration(p, name, v);
   json_decref(v);
-  return rc;
+  if (rc != PFP_OK)
+    return rc;
+  char *text = pfp__strdup(args_json);
+  registration *r = text ? new_registration(p, name) : NULL;
+  if (r == NULL) {
+    free(text);
+    return set_error(p, PFP_ENOMEM, NULL);
+  }
+  r->args_text = text;
+  return ok(p);
 }
 
 int pfp__register_value(pfp_processor *p, int fn, int args, const char *name) {
@@ -682,7 +708,20 @@ static int push_job_protected(lua_State *L) {
 ** message set. */
 static int take_next(pfp_processor *p, registration *fed, registration **r) {
   if (p->next_reg < p->nregs) {
-    *r = &p->regs[p->next_reg++];
+    registration *reg = &p->regs[p->next_reg++];
+    *r = reg;
+    if (reg->args_text == NULL)
+      return 1;
+    /* Parsed again for its run (it parsed once already, when registered),
+    ** and handed on as a fed job's args are. */
+    char *msg = NULL;
+    *fed = *reg;
+    fed->args_text = NULL;
+    fed->args_json = pfp__parse_object(reg->args_text, strlen(reg->args_text),
+                                       "args", &msg);
+    if (fed->args_json == NULL)
+      return set_error(p, PFP_ENOMEM, msg);
+    *r = fed;
     return 1;
   }
   if (p->feed == NULL)
