@@ -58,6 +58,7 @@ help:
 	@echo "make fuzz         libFuzzer targets, FUZZ_SECONDS each (clang needed)"
 	@echo "make stress       load tests: 100k calls, -j 500, huge results, a random mix"
 	@echo "make soak         SECONDS of rounds in one host, checking it stays clean"
+	@echo "make bench        pfp beside its peers (make bench-deps first); bench-smoke: seconds"
 	@echo "make install      install under PREFIX ($(PREFIX)), honouring DESTDIR, with pfp.pc"
 	@echo "make clean        remove $(BUILD)/"
 
@@ -237,4 +238,4 @@ soak: all $(BUILD)/stress/measure
 # ---- benchmarks (bench/) -----------------------------------------------------
 # `make bench` measures pfp beside its peers; `make bench-deps` installs the
 # peers from Debian.  Not part of `make test`.
--include bench/bench.mk
+include bench/bench.mk

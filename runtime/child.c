@@ -74,24 +74,33 @@ static void widen_pipe(int fd, size_t payload) {
     (void)fcntl(fd, F_SETPIPE_SZ, WIDE_PIPE);
 }
 
-/* A string result that needs no escapes is written straight from the Lua
-** string, quotes around it: no copy of what may be hundreds of MB. */
-static int write_plain_string(int fd, const char *name, size_t name_len,
-                              const char *s, size_t len) {
+/* Writes the name frame (if any) and the result frame, whose payload is
+** the text in json with each hole's string put in its place: one writev,
+** and no copy of a long string. */
+static int write_result(int fd, const char *name, size_t name_len,
+                        const pfp__buf *json, const pfp__json_holes *holes) {
   unsigned char name_header[PFP__FRAME_HEADER], header[PFP__FRAME_HEADER];
-  struct iovec iov[6];
+  struct iovec iov[4 + 2 * PFP__HOLES_MAX];
   int k = 0;
   if (name != NULL) {
     pfp__frame_header(name_header, PFP__FRAME_NAME, name_len);
     iov[k++] = (struct iovec){name_header, PFP__FRAME_HEADER};
     iov[k++] = (struct iovec){(void *)name, name_len};
   }
-  pfp__frame_header(header, PFP__FRAME_RESULT, (uint64_t)len + 2);
+  uint64_t total = json->len;
+  for (size_t h = 0; h < holes->n; h++)
+    total += holes->list[h].len;
+  pfp__frame_header(header, PFP__FRAME_RESULT, total);
   iov[k++] = (struct iovec){header, PFP__FRAME_HEADER};
-  iov[k++] = (struct iovec){"\"", 1};
-  iov[k++] = (struct iovec){(void *)s, len};
-  iov[k++] = (struct iovec){"\"", 1};
-  widen_pipe(fd, len);
+  size_t from = 0;
+  for (size_t h = 0; h < holes->n; h++) {
+    const pfp__json_hole *hole = &holes->list[h];
+    iov[k++] = (struct iovec){json->data + from, hole->at - from};
+    iov[k++] = (struct iovec){(void *)hole->s, hole->len};
+    from = hole->at;
+  }
+  iov[k++] = (struct iovec){json->data + from, json->len - from};
+  widen_pipe(fd, (size_t)total);
   return pfp__writev_all(fd, iov, k);
 }
 
@@ -103,29 +112,15 @@ static char *deliver(lua_State *L, int fd) {
   const char *name = lua_type(L, -2) == LUA_TSTRING
                          ? lua_tolstring(L, -2, &name_len)
                          : NULL;
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (pfp__jw_plain_prefix(s, len) == len) {
-      if (write_plain_string(fd, name, name_len, s, len) != 0)
-        host_gone();
-      return NULL;
-    }
-  }
   pfp__buf json = {0};
+  pfp__json_holes holes;
   char *errmsg = NULL;
-  int rc = pfp__lua_to_json(L, -1, "result", &json, &errmsg);
+  int rc = pfp__lua_to_json_holes(L, -1, "result", &json, &holes, &errmsg);
   if (rc != 0) {
     pfp__buf_free(&json);
     return errmsg ? errmsg : pfp__strdup("result: not enough memory");
   }
-  pfp__frame_out frames[2];
-  int n = 0;
-  if (name != NULL)
-    frames[n++] = (pfp__frame_out){PFP__FRAME_NAME, name, name_len};
-  frames[n++] = (pfp__frame_out){PFP__FRAME_RESULT, json.data, json.len};
-  widen_pipe(fd, json.len);
-  if (pfp__frames_write(fd, frames, n) != 0)
+  if (write_result(fd, name, name_len, &json, &holes) != 0)
     host_gone();
   pfp__buf_free(&json);
   return NULL;

@@ -179,6 +179,7 @@ typedef struct encoder {
   path_step *steps; /* PFP_MAX_DEPTH + 1 entries */
   int array_mt;     /* stack index of the array metatable */
   char *errmsg;
+  pfp__json_holes *holes; /* NULL: every string goes into out */
 } encoder;
 
 static int is_identifier(const char *s, size_t n) {
@@ -405,6 +406,15 @@ static int encode_value(encoder *e, int idx, int depth) {
   case LUA_TSTRING: {
     size_t len, bad_at = 0;
     const char *s = lua_tolstring(L, idx, &len);
+    if (e->holes != NULL && len >= PFP__HOLE_MIN &&
+        e->holes->n < PFP__HOLES_MAX && pfp__jw_plain_prefix(s, len) == len) {
+      /* Left out of the text, written later straight from the string. */
+      pfp__json_hole *h = &e->holes->list[e->holes->n++];
+      if (pfp__buf_append(e->out, "\"", 1) != 0)
+        return -1;
+      *h = (pfp__json_hole){e->out->len, s, len};
+      return pfp__buf_append(e->out, "\"", 1);
+    }
     int rc = pfp__jw_string(e->out, s, len, 0, &bad_at);
     if (rc == -2)
       return fail(e, depth, "string is not valid UTF-8 (byte %zu)",
@@ -425,7 +435,16 @@ static int encode_value(encoder *e, int idx, int depth) {
 
 int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
                      char **errmsg) {
+  return pfp__lua_to_json_holes(L, idx, root, b, NULL, errmsg);
+}
+
+int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
+                           pfp__buf *b, pfp__json_holes *holes,
+                           char **errmsg) {
   encoder e = {0};
+  e.holes = holes;
+  if (holes != NULL)
+    holes->n = 0;
   idx = lua_absindex(L, idx);
   *errmsg = NULL;
   e.L = L;

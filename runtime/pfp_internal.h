@@ -153,6 +153,26 @@ int pfp__push_json(lua_State *L, const json_t *v);
 int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
                      char **errmsg);
 
+/* The same, except that long strings needing no escapes are left out of
+** the text: each hole says where its bytes belong (`at`, an offset in b,
+** between the quotes) and points into the Lua string, which stays valid
+** while the value at idx does.  A child writes its result so, without
+** copying a string of hundreds of MB. */
+#define PFP__HOLE_MIN ((size_t)64 << 10)
+#define PFP__HOLES_MAX 64
+typedef struct pfp__json_hole {
+  size_t at;
+  const char *s;
+  size_t len;
+} pfp__json_hole;
+typedef struct pfp__json_holes {
+  pfp__json_hole list[PFP__HOLES_MAX];
+  size_t n;
+} pfp__json_holes;
+int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
+                           pfp__buf *b, pfp__json_holes *holes,
+                           char **errmsg);
+
 /* Checks a decoded JSON value's depth against PFP_MAX_DEPTH. */
 int pfp__json_depth_ok(const json_t *v);
 
