@@ -91,10 +91,10 @@ PFP_RUN_LUA := $(if $(LUA_STATIC),-rdynamic $(LUA_STATIC) -ldl,$(LUA_LIBS))
 $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
 	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(PFP_RUN_LUA) $(JANSSON_LIBS) -lm
 
-$(BUILD)/test_api: spec/c/test_api.c $(BUILD)/libpfp.a
+$(BUILD)/test_api: spec/c/test_api.c spec/c/tap.h $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
-$(BUILD)/test_server: spec/c/test_server.c $(BUILD)/libpfp.a $(HEADERS)
+$(BUILD)/test_server: spec/c/test_server.c spec/c/tap.h $(BUILD)/libpfp.a $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a

@@ -297,6 +297,35 @@ static void fail_to_start(exec_state *e, char *name, size_t index,
   deliver(e, r);
 }
 
+/* The fork both kinds of child share.  Returns the pid (the child never
+** returns from here), or -1 with errno. */
+static pid_t spawn(exec_state *e, slot *s, const int result[2],
+                   const int out[2], const int err[2], int ahead) {
+  /* Whatever the host printed must not be printed again by the child. */
+  fflush(NULL);
+  /* Signals stay blocked across fork so that no handler of the host's runs
+  ** in the child before its dispositions are reset. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  s->started = pfp__now();
+  pid_t pid = fork();
+  if (pid == 0)
+    child_start(e, s, result, out, err, ahead);
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid > 0)
+    setpgid(pid, pid); /* both sides do: kill(-pid) works whichever is first */
+  errno = saved;
+  return pid;
+}
+
+static void close_pipes(int result[2], int out[2], int err[2]) {
+  int *fds[] = {&result[0], &result[1], &out[0], &out[1], &err[0], &err[1]};
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    pfp__close(fds[i]);
+}
+
 /* Forks the pending job (function and args on top of the Lua stack) into
 ** slot s.  Returns 0 when started, 1 when it must wait for resources, -1
 ** when it failed for good (a record says why). */
@@ -310,28 +339,12 @@ static int fork_job(exec_state *e, slot *s, int ahead) {
 
   s->name = e->pending_name;
   s->index = e->pending_index;
-  /* Whatever the host printed must not be printed again by the child. */
-  fflush(NULL);
-
-  /* Signals stay blocked across fork so that no handler of the host's runs
-  ** in the child before its dispositions are reset. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  s->started = pfp__now();
-  pid_t pid = fork();
-  if (pid == 0)
-    child_start(e, s, result, out, err, ahead);
-  saved = errno;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pid_t pid = spawn(e, s, result, out, err, ahead);
   if (pid < 0) {
     s->name = NULL;
-    errno = saved;
     what = "fork";
     goto fail;
   }
-  /* Both sides set the group, so kill(-pid) works whichever runs first. */
-  setpgid(pid, pid);
   e->pending = 0;
   e->pending_name = NULL;
   lua_pop(e->L, 2);
@@ -359,12 +372,7 @@ static int fork_job(exec_state *e, slot *s, int ahead) {
 
 fail:
   saved = errno;
-  pfp__close(&result[0]);
-  pfp__close(&result[1]);
-  pfp__close(&out[0]);
-  pfp__close(&out[1]);
-  pfp__close(&err[0]);
-  pfp__close(&err[1]);
+  close_pipes(result, out, err);
   if (transient(saved) && e->running > 0)
     return 1; /* retried when a running child has finished */
   lua_pop(e->L, 2);
@@ -591,24 +599,14 @@ static int fork_worker(exec_state *e, slot *s) {
       (err[1] = make_output_file(e->opts->output_limit)) < 0)
     goto fail;
 
-  fflush(NULL);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  s->started = pfp__now();
+  /* The batch table on top of the stack, where the worker finds it. */
   lua_rawgeti(e->L, e->batches, (lua_Integer)(s - e->slots) + 1);
-  pid_t pid = fork();
-  if (pid == 0)
-    child_start(e, s, result, out, err, 0);
-  saved = errno;
+  pid_t pid = spawn(e, s, result, out, err, 0);
   lua_pop(e->L, 1);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pid < 0) {
-    errno = saved;
     what = "fork";
     goto fail;
   }
-  setpgid(pid, pid);
   s->active = 1;
   s->pid = pid;
   s->fd[FD_RESULT] = result[0];
@@ -625,10 +623,7 @@ static int fork_worker(exec_state *e, slot *s) {
 
 fail:
   saved = errno;
-  pfp__close(&result[0]);
-  pfp__close(&result[1]);
-  pfp__close(&out[1]);
-  pfp__close(&err[1]);
+  close_pipes(result, out, err);
   if (transient(saved) && e->running > 0)
     return 1;
   for (size_t k = s->batch_done; k < s->batch_len; k++) {

@@ -19,64 +19,7 @@
 
 #include "pfp_internal.h" /* pfp__register_value, for the Lua-values test */
 
-static int tests_run, tests_failed, current_failed;
-
-/* spec/valgrind.sh stretches the short timeouts with PFP_TEST_TIME_SCALE. */
-static double time_scale = 1.0;
-#define SECONDS(s) ((s) * time_scale)
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      printf("#   %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
-      current_failed = 1;                                                    \
-      goto out;                                                              \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_RC(p, call)                                                    \
-  do {                                                                       \
-    int rc_ = (call);                                                        \
-    if (rc_ != PFP_OK) {                                                     \
-      printf("#   %s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call,   \
-             rc_, pfp_errmsg(p));                                            \
-      current_failed = 1;                                                    \
-      goto out;                                                              \
-    }                                                                        \
-  } while (0)
-
-static void dump_records(pfp_processor *p) {
-  for (size_t i = 0; p && i < pfp_record_count(p); i++) {
-    char *json = pfp_record_to_json(pfp_record_at(p, i));
-    printf("#     record %zu: %s\n", i, json ? json : "(no memory)");
-    pfp_free(json);
-  }
-}
-
-#define CHECK_EXEC(p, expected)                                              \
-  do {                                                                       \
-    int got_ = pfp_execute(p);                                               \
-    if (got_ != (expected)) {                                                \
-      printf("#   %s:%d: pfp_execute returned %d, expected %d (%s)\n",       \
-             __FILE__, __LINE__, got_, (expected), pfp_errmsg(p));           \
-      dump_records(p);                                                       \
-      current_failed = 1;                                                    \
-      goto out;                                                              \
-    }                                                                        \
-  } while (0)
-
-typedef void (*test_fn)(void);
-
-static void run_test(const char *name, test_fn fn) {
-  current_failed = 0;
-  fflush(stdout);
-  fn();
-  tests_run++;
-  if (current_failed)
-    tests_failed++;
-  printf("%s %d - %s\n", current_failed ? "not ok" : "ok", tests_run, name);
-  fflush(stdout);
-}
+#include "tap.h"
 
 static const char *SCRIPT =
     "local pfp = require 'pfp'\n"
