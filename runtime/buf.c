@@ -94,15 +94,19 @@ char *pfp__buf_take(pfp__buf *b, size_t *len) {
 }
 
 int pfp__buf_reserve_exact(pfp__buf *b, size_t extra) {
-  if (b->cap == 0 && extra < SIZE_MAX) {
-    b->data = malloc(extra + 1);
-    if (b->data == NULL)
-      return -1;
-    b->cap = extra + 1;
-    b->data[0] = '\0';
+  if (extra >= SIZE_MAX - b->len - 1)
+    return -1;
+  size_t need = b->len + extra + 1;
+  if (need <= b->cap)
     return 0;
-  }
-  return pfp__buf_reserve(b, extra);
+  char *data = realloc(b->data, need);
+  if (data == NULL)
+    return -1;
+  if (b->data == NULL)
+    data[0] = '\0';
+  b->data = data;
+  b->cap = need;
+  return 0;
 }
 
 char *pfp__strdup(const char *s) {

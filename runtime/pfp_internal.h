@@ -61,8 +61,8 @@ void pfp__advise_huge_pages(char *data, size_t len);
 /* As pfp__buf_steal, but an empty buffer yields NULL (no allocation): a
 ** record's empty stdout costs nothing. */
 char *pfp__buf_take(pfp__buf *b, size_t *len);
-/* pfp__buf_reserve, but an empty buffer gets exactly the room asked for
-** (no rounding up): for a payload whose size is known. */
+/* pfp__buf_reserve, but growing to exactly the room asked for (no
+** doubling): for a payload whose size is known. */
 int pfp__buf_reserve_exact(pfp__buf *b, size_t extra);
 /* Hands the bytes over (caller frees); the buffer is left empty.  Never
 ** returns NULL: an empty buffer yields an allocated "". */
@@ -241,10 +241,10 @@ typedef struct pfp__frame_out {
 /* The 9 header bytes of a frame of `len` payload bytes. */
 void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
                        uint64_t len);
-/* Payloads up to this size get their whole buffer when the header
-** arrives, so a big result is never copied to grow it; the pages become
-** memory only as bytes arrive, so a lying header costs address space, not
-** memory.  Larger payloads grow as they arrive. */
+/* A payload up to this size gets its whole buffer once its first 64 KiB
+** have arrived, so a big result is never copied to grow it (a header alone,
+** which may lie, reserves nothing big).  Larger payloads grow as they
+** arrive. */
 #define PFP__FRAME_RESERVE_MAX ((uint64_t)1 << 30)
 int pfp__frames_write(int fd, const pfp__frame_out *frames, int n);
 

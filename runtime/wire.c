@@ -13,6 +13,11 @@
 
 #include "pfp_internal.h"
 
+/* Large payloads skip the host's read buffer: read() fills the payload
+** itself, saving a copy of every byte of a big result. */
+#define DIRECT_MIN ((uint64_t)64 << 10)
+#define DIRECT_STEP ((size_t)16 << 20)
+
 void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
                        uint64_t len) {
   header[0] = (unsigned char)type;
@@ -140,13 +145,11 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
                             (unsigned long long)want));
       r->want = want;
       r->in_payload = 1;
-      /* Room for the whole payload at once when it is of a believable
-      ** size; a larger declared length grows with what arrives. */
-      if (want > 0 && want <= PFP__FRAME_RESERVE_MAX) {
-        if (pfp__buf_reserve_exact(&r->payload, (size_t)want) != 0)
-          return -1;
-        pfp__advise_huge_pages(r->payload.data, r->payload.cap);
-      }
+      /* A small payload gets its room now; a big one once it is seen to
+      ** arrive (pfp__frame_reader_direct). */
+      if (want > 0 && want <= DIRECT_MIN &&
+          pfp__buf_reserve_exact(&r->payload, (size_t)want) != 0)
+        return -1;
       if (want == 0 && frame_complete(r) != 0)
         return -1;
       continue;
@@ -166,21 +169,27 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
   return 0;
 }
 
-/* Large payloads skip the host's read buffer: read() fills the payload
-** itself, saving a copy of every byte of a big result. */
-#define DIRECT_MIN ((uint64_t)64 << 10)
-#define DIRECT_STEP ((size_t)16 << 20)
 
 char *pfp__frame_reader_direct(pfp__frame_reader *r, size_t *room) {
-  if (!r->in_payload || r->protocol_error != NULL)
+  if (!r->in_payload || r->protocol_error != NULL ||
+      r->payload.len < DIRECT_MIN)
     return NULL;
   uint64_t left = r->want - r->payload.len;
   if (left < DIRECT_MIN)
     return NULL;
-  size_t step = left < DIRECT_STEP ? (size_t)left : DIRECT_STEP;
-  if (r->payload.cap - r->payload.len <= step &&
-      pfp__buf_reserve(&r->payload, step) != 0)
-    return NULL; /* the ordinary path reports the lack of memory */
+  if (r->want <= PFP__FRAME_RESERVE_MAX) {
+    /* The rest is coming: all of its room at once, filled front to back. */
+    if (r->payload.cap <= r->want) {
+      if (pfp__buf_reserve_exact(&r->payload, (size_t)left) != 0)
+        return NULL; /* the ordinary path reports the lack of memory */
+      pfp__advise_huge_pages(r->payload.data, r->payload.cap);
+    }
+  } else {
+    size_t step = left < DIRECT_STEP ? (size_t)left : DIRECT_STEP;
+    if (r->payload.cap - r->payload.len <= step &&
+        pfp__buf_reserve(&r->payload, step) != 0)
+      return NULL;
+  }
   size_t free_bytes = r->payload.cap - r->payload.len - 1;
   *room = left < free_bytes ? (size_t)left : free_bytes;
   return r->payload.data + r->payload.len;
