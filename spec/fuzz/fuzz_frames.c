@@ -10,8 +10,10 @@
 ** decoder of the whole stream expects.
 **
 ** Input: byte 0 picks the mode (bit 0: raw bytes or frames built from a
-** description, see build_frames), bytes 1-2 seed the chunk sizes, the rest
-** is the stream or its description.
+** description, see build_frames; bit 1: a reused worker's pipe, where
+** output and job-end frames are allowed and each job-end hands the job's
+** frames to a callback), bytes 1-2 seed the chunk sizes, the rest is the
+** stream or its description.
 */
 #include <string.h>
 
@@ -20,30 +22,73 @@
 
 /* ---- the reference decoder ------------------------------------------- */
 
-enum { SLOT_NAME, SLOT_RESULT, SLOT_ERROR, SLOTS };
+enum { SLOT_NAME, SLOT_RESULT, SLOT_ERROR, SLOT_OUT, SLOT_ERR, SLOTS };
+#define SLOT_JOB_END SLOTS
 
 typedef struct expected {
   const unsigned char *slot[SLOTS];
   size_t slot_len[SLOTS];
   int protocol_error;
   int partial;
+  pfp__buf jobs; /* every finished job, as log_job writes it */
 } expected;
 
-static int slot_of(int type) {
-  return type == PFP__FRAME_NAME     ? SLOT_NAME
-         : type == PFP__FRAME_RESULT ? SLOT_RESULT
-         : type == PFP__FRAME_ERROR  ? SLOT_ERROR
-                                     : -1;
+static int slot_of(int type, int reuse) {
+  if (type == PFP__FRAME_NAME)
+    return SLOT_NAME;
+  if (type == PFP__FRAME_RESULT)
+    return SLOT_RESULT;
+  if (type == PFP__FRAME_ERROR)
+    return SLOT_ERROR;
+  if (!reuse)
+    return -1;
+  return type == PFP__FRAME_STDOUT    ? SLOT_OUT
+         : type == PFP__FRAME_STDERR  ? SLOT_ERR
+         : type == PFP__FRAME_JOB_END ? SLOT_JOB_END
+                                      : -1;
+}
+
+static void put(pfp__buf *b, const void *p, size_t n);
+
+/* Appends one finished job's fields to a log: for each, whether it came and
+** its bytes.  The name and the error keep no length in the reader, so they
+** count up to their first NUL. */
+static void log_field(pfp__buf *log, const void *data, size_t len) {
+  unsigned char present = data != NULL;
+  put(log, &present, 1);
+  put(log, &len, sizeof len);
+  if (len > 0)
+    put(log, data, len);
+}
+
+static void log_job(pfp__buf *log, const void *const field[SLOTS],
+                    const size_t len[SLOTS]) {
+  for (int k = 0; k < SLOTS; k++) {
+    size_t n = len[k];
+    if (field[k] != NULL && (k == SLOT_NAME || k == SLOT_ERROR))
+      n = strnlen(field[k], n);
+    log_field(log, field[k], n);
+  }
+}
+
+/* The reader's job-end callback: logs what the reader handed over. */
+static void reader_job_end(void *ud, pfp__frame_reader *r) {
+  const void *field[SLOTS] = {r->name, r->result, r->error, r->out, r->err};
+  size_t len[SLOTS] = {r->name ? strlen(r->name) : 0, r->result_len,
+                       r->error ? strlen(r->error) : 0, r->out_len,
+                       r->err_len};
+  log_job(ud, field, len);
 }
 
 /* Decodes the whole stream at once, the simplest way the format allows. */
-static void decode(const unsigned char *s, size_t n, expected *x) {
+static void decode(const unsigned char *s, size_t n, int reuse,
+                   expected *x) {
   size_t pos = 0;
   memset(x, 0, sizeof *x);
   while (pos < n) {
     /* The type byte is judged as soon as it arrives: garbage shorter than
     ** a header is garbage, not a cut-off frame. */
-    int slot = slot_of(s[pos]);
+    int slot = slot_of(s[pos], reuse);
     if (slot < 0) {
       x->protocol_error = 1;
       return;
@@ -63,6 +108,16 @@ static void decode(const unsigned char *s, size_t n, expected *x) {
     if (n - pos < len) {
       x->partial = 1;
       return;
+    }
+    if (slot == SLOT_JOB_END) {
+      const void *field[SLOTS];
+      for (int k = 0; k < SLOTS; k++)
+        field[k] = x->slot[k];
+      log_job(&x->jobs, field, x->slot_len);
+      memset(x->slot, 0, sizeof x->slot);
+      memset(x->slot_len, 0, sizeof x->slot_len);
+      pos += (size_t)len;
+      continue;
     }
     /* A second frame of a kind is refused only once it is complete. */
     if (x->slot[slot] != NULL) {
@@ -91,7 +146,12 @@ static void check_slot(const char *got, size_t got_len, const unsigned char *wan
 }
 
 static void check_reader(const pfp__frame_reader *r, const expected *x,
-                         size_t fed) {
+                         size_t fed, const pfp__buf *jobs) {
+  /* The same jobs handed over, in the same order, with the same fields. */
+  FUZZ_CHECK(jobs->len == x->jobs.len);
+  FUZZ_CHECK(jobs->len == 0 || memcmp(jobs->data, x->jobs.data, jobs->len) == 0);
+  check_slot(r->out, r->out_len, x->slot[SLOT_OUT], x->slot_len[SLOT_OUT]);
+  check_slot(r->err, r->err_len, x->slot[SLOT_ERR], x->slot_len[SLOT_ERR]);
   /* The name and error slots keep no length; the reference gives it, and
   ** the terminating NUL is checked at exactly that offset. */
   check_slot(r->name, x->slot_len[SLOT_NAME], x->slot[SLOT_NAME],
@@ -109,8 +169,9 @@ static void check_reader(const pfp__frame_reader *r, const expected *x,
   FUZZ_CHECK(pfp__frame_reader_partial(r) == x->partial);
   FUZZ_CHECK(r->header_len <= PFP__FRAME_HEADER);
   /* Never more payload held than bytes fed. */
-  size_t held = r->payload.len + x->slot_len[SLOT_NAME] +
-                x->slot_len[SLOT_RESULT] + x->slot_len[SLOT_ERROR];
+  size_t held = r->payload.len;
+  for (int k = 0; k < SLOTS; k++)
+    held += x->slot_len[k];
   FUZZ_CHECK(held <= fed);
   if (r->in_payload && r->protocol_error == NULL)
     FUZZ_CHECK(r->payload.len < r->want);
@@ -129,27 +190,51 @@ static void feed(pfp__frame_reader *r, const unsigned char *s, size_t n) {
   FUZZ_CHECK(pfp__frame_reader_feed(r, (const char *)s, n) == 0);
 }
 
-static void run_whole(const unsigned char *s, size_t n, const expected *x) {
-  pfp__frame_reader r = {0};
+/* A fresh reader, for a reused worker's pipe when `reuse`, logging the
+** jobs it hands over into *jobs. */
+static void start_reader(pfp__frame_reader *r, int reuse, pfp__buf *jobs) {
+  memset(r, 0, sizeof *r);
+  memset(jobs, 0, sizeof *jobs);
+  if (reuse) {
+    r->on_job_end = reader_job_end;
+    r->ud = jobs;
+  }
+}
+
+static void stop_reader(pfp__frame_reader *r, pfp__buf *jobs) {
+  pfp__frame_reader_free(r);
+  pfp__buf_free(jobs);
+}
+
+static void run_whole(const unsigned char *s, size_t n, int reuse,
+                      const expected *x) {
+  pfp__frame_reader r;
+  pfp__buf jobs;
+  start_reader(&r, reuse, &jobs);
   feed(&r, s, n);
-  check_reader(&r, x, n);
+  check_reader(&r, x, n, &jobs);
   /* An empty read changes nothing. */
   feed(&r, NULL, 0);
-  check_reader(&r, x, n);
-  pfp__frame_reader_free(&r);
+  check_reader(&r, x, n, &jobs);
+  stop_reader(&r, &jobs);
 }
 
-static void run_bytewise(const unsigned char *s, size_t n, const expected *x) {
-  pfp__frame_reader r = {0};
+static void run_bytewise(const unsigned char *s, size_t n, int reuse,
+                         const expected *x) {
+  pfp__frame_reader r;
+  pfp__buf jobs;
+  start_reader(&r, reuse, &jobs);
   for (size_t i = 0; i < n; i++)
     feed(&r, s + i, 1);
-  check_reader(&r, x, n);
-  pfp__frame_reader_free(&r);
+  check_reader(&r, x, n, &jobs);
+  stop_reader(&r, &jobs);
 }
 
-static void run_chunks(const unsigned char *s, size_t n, const expected *x,
-                       unsigned seed) {
-  pfp__frame_reader r = {0};
+static void run_chunks(const unsigned char *s, size_t n, int reuse,
+                       const expected *x, unsigned seed) {
+  pfp__frame_reader r;
+  pfp__buf jobs;
+  start_reader(&r, reuse, &jobs);
   size_t pos = 0;
   while (pos < n) {
     /* Mostly small chunks, so that headers and payloads are cut anywhere,
@@ -161,18 +246,20 @@ static void run_chunks(const unsigned char *s, size_t n, const expected *x,
     feed(&r, take ? s + pos : NULL, take);
     pos += take;
   }
-  check_reader(&r, x, n);
-  pfp__frame_reader_free(&r);
+  check_reader(&r, x, n, &jobs);
+  stop_reader(&r, &jobs);
 }
 
-static void run_split_everywhere(const unsigned char *s, size_t n,
+static void run_split_everywhere(const unsigned char *s, size_t n, int reuse,
                                  const expected *x) {
   for (size_t k = 0; k <= n; k++) {
-    pfp__frame_reader r = {0};
+    pfp__frame_reader r;
+    pfp__buf jobs;
+    start_reader(&r, reuse, &jobs);
     feed(&r, s, k);
     feed(&r, s + k, n - k);
-    check_reader(&r, x, n);
-    pfp__frame_reader_free(&r);
+    check_reader(&r, x, n, &jobs);
+    stop_reader(&r, &jobs);
   }
 }
 
@@ -203,8 +290,11 @@ static void put_header(pfp__buf *b, unsigned char type, uint64_t len) {
 **   bits 2-4: 0-3 exact length (next byte), 4 truncated (declares more than
 **             it carries), 5 an odd length from the table (next byte picks),
 **             6 empty payload, 7 raw 8-byte length from the input;
+**   bit 7, on a reused worker's pipe: a job-end frame follows (outputs
+**           come as garbage type bytes 'O' and 'D' from the input);
 **   the payload bytes come from the input after that. */
-static void build_frames(const unsigned char *d, size_t n, pfp__buf *out) {
+static void build_frames(const unsigned char *d, size_t n, int reuse,
+                         pfp__buf *out) {
   static const unsigned char types[] = {PFP__FRAME_NAME, PFP__FRAME_RESULT,
                                         PFP__FRAME_ERROR};
   size_t i = 0;
@@ -234,7 +324,7 @@ static void build_frames(const unsigned char *d, size_t n, pfp__buf *out) {
       return;
     case 6:
       put_header(out, type, 0);
-      continue;
+      break;
     case 7:
       declared = 0;
       for (int k = 0; k < 8; k++)
@@ -244,7 +334,7 @@ static void build_frames(const unsigned char *d, size_t n, pfp__buf *out) {
       put_header(out, type, declared);
       put(out, d + i, len);
       i += len;
-      continue;
+      break;
     default:
       len = i < n ? d[i++] : 0;
       have = n - i;
@@ -253,8 +343,10 @@ static void build_frames(const unsigned char *d, size_t n, pfp__buf *out) {
       put_header(out, type, len);
       put(out, d + i, len);
       i += len;
-      continue;
+      break;
     }
+    if (reuse && (op & 0x80))
+      put_header(out, PFP__FRAME_JOB_END, 0);
   }
 }
 
@@ -262,24 +354,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3)
     return 0;
   unsigned mode = data[0];
+  int reuse = (mode & 2) != 0;
   unsigned seed = (unsigned)data[1] | (unsigned)data[2] << 8;
   const unsigned char *body = data + 3;
   size_t n = size - 3;
   pfp__buf built = {0};
   if (mode & 1) {
     static const unsigned char none[1];
-    build_frames(body, n, &built);
+    build_frames(body, n, reuse, &built);
     /* An empty buffer has no data pointer, and NULL + 0 is undefined. */
     body = built.data ? (const unsigned char *)built.data : none;
     n = built.len;
   }
   expected x;
-  decode(body, n, &x);
-  run_whole(body, n, &x);
-  run_bytewise(body, n, &x);
-  run_chunks(body, n, &x, seed);
+  decode(body, n, reuse, &x);
+  run_whole(body, n, reuse, &x);
+  run_bytewise(body, n, reuse, &x);
+  run_chunks(body, n, reuse, &x, seed);
   if (n <= 300)
-    run_split_everywhere(body, n, &x);
+    run_split_everywhere(body, n, reuse, &x);
+  pfp__buf_free(&x.jobs);
   pfp__buf_free(&built);
   return 0;
 }
