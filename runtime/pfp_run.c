@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,6 +577,11 @@ int main(int argc, char **argv) {
   memset(&s, 0, sizeof s);
   memset(&r, 0, sizeof r);
   r.jobs_fd = -1;
+  /* No fastbins: a child's first large allocation would consolidate them,
+  ** writing to chunks all over the heap it shares with pfp-run, a
+  ** copy-on-write fault each (about four per child).  A program's choice,
+  ** so pfp-run makes it, not the library. */
+  mallopt(M_MXFAST, 0);
   int status = parse_options(argc, argv, &s);
   if (status >= 0)
     return status;
