@@ -55,6 +55,10 @@ struct pfp_processor {
   int keep_records;
   pfp_feed_fn feed;
   void *feed_ud;
+  /* The last fed name found to be a function in this run: a feed usually
+  ** names one function again and again, and looking it up costs a
+  ** protected call.  Forgotten at each run and each load. */
+  char *fed_checked;
   int feed_fd;
   char *feed_msg;
 
@@ -272,6 +276,7 @@ void pfp_processor_destroy(pfp_processor *p) {
   pfp__close(&p->wake[1]);
   free(p->msg);
   free(p->feed_msg);
+  free(p->fed_checked);
   free(p);
 }
 
@@ -298,6 +303,8 @@ static int add_exports_protected(lua_State *L) {
 
 static int run_chunk(pfp_processor *p) {
   lua_State *L = p->L;
+  free(p->fed_checked);
+  p->fed_checked = NULL;
   lua_pushcfunction(L, traceback);
   lua_insert(L, -2);
   if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
@@ -755,9 +762,14 @@ static int take_next(pfp_processor *p, registration *fed, registration **r) {
            PFP_MAX_DEPTH);
     return PFP_EFEED;
   }
-  if (pfp__check_function(p, fed_name) != PFP_OK) {
-    json_decref(args);
-    return p->code;
+  if (fed_name == NULL || p->fed_checked == NULL ||
+      strcmp(fed_name, p->fed_checked) != 0) {
+    if (pfp__check_function(p, fed_name) != PFP_OK) {
+      json_decref(args);
+      return p->code;
+    }
+    free(p->fed_checked);
+    p->fed_checked = pfp__strdup(fed_name); /* NULL: checked again next time */
   }
   fed->name = (char *)fed_name;
   fed->fn_ref = LUA_NOREF;
@@ -907,6 +919,8 @@ int pfp_execute(pfp_processor *p) {
   p->executing = 1;
   p->next_reg = 0;
   p->next_index = 0;
+  free(p->fed_checked);
+  p->fed_checked = NULL;
   p->not_ok = 0;
   ok(p);
 
