@@ -115,14 +115,18 @@ static char *deliver(lua_State *L, int fd) {
   pfp__buf json = {0};
   pfp__json_holes holes;
   char *errmsg = NULL;
+  /* No collection, hence no finalizer that could change the result, from
+  ** encoding until the strings the holes point into are written. */
+  int collecting = lua_gc(L, LUA_GCISRUNNING);
+  lua_gc(L, LUA_GCSTOP);
   int rc = pfp__lua_to_json_holes(L, -1, "result", &json, &holes, &errmsg);
-  if (rc != 0) {
-    pfp__buf_free(&json);
-    return errmsg ? errmsg : pfp__strdup("result: not enough memory");
-  }
-  if (write_result(fd, name, name_len, &json, &holes) != 0)
+  if (rc == 0 && write_result(fd, name, name_len, &json, &holes) != 0)
     host_gone();
+  if (collecting)
+    lua_gc(L, LUA_GCRESTART);
   pfp__buf_free(&json);
+  if (rc != 0)
+    return errmsg ? errmsg : pfp__strdup("result: not enough memory");
   return NULL;
 }
 
@@ -360,7 +364,7 @@ void pfp__child_run(lua_State *L, int context, int fn, int args,
 ** read: the output is then lost, never misattributed). */
 static char *take_output(int fd, size_t *len) {
   *len = 0;
-  off_t end = lseek(fd, 0, SEEK_CUR);
+  off_t end = pfp__written_size(fd);
   if (end <= 0)
     return NULL;
   char *data = malloc((size_t)end);

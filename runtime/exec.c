@@ -578,7 +578,10 @@ static int make_output_file(size_t limit) {
   off_t size = limit < (size_t)(INT64_MAX / 2)
                    ? (off_t)((limit / page + 1) * page)
                    : (off_t)(INT64_MAX / 2);
-  if (ftruncate(fd, size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_GROW) != 0) {
+  /* Shrinking is sealed too: a function that truncated the file (an
+  ** O_TRUNC open of /dev/stdout) would make every later write fail. */
+  if (ftruncate(fd, size) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) != 0) {
     pfp__close(&fd);
     return -1;
   }
@@ -693,6 +696,8 @@ static void read_fd(exec_state *e, slot *s, int k, int all) {
       if (pfp__frame_reader_commit(&s->reader, (size_t)got) != 0 &&
           s->reader.protocol_error == NULL)
         s->reader.protocol_error = pfp__strdup("out of memory in the host");
+      if (s->reader.protocol_error != NULL && reusing(e))
+        kill(-s->pid, SIGKILL);
       continue;
     }
     ssize_t got = pfp__read_some(s->fd[k], e->chunk, READ_CHUNK);
@@ -706,6 +711,10 @@ static void read_fd(exec_state *e, slot *s, int k, int all) {
       if (pfp__frame_reader_feed(&s->reader, e->chunk, (size_t)got) != 0 &&
           s->reader.protocol_error == NULL)
         s->reader.protocol_error = pfp__strdup("out of memory in the host");
+      /* A reused worker whose frames can no longer be read must not run
+      ** the rest of its batch unheard: those jobs run again elsewhere. */
+      if (s->reader.protocol_error != NULL && reusing(e))
+        kill(-s->pid, SIGKILL);
     } else {
       capture_add(k == FD_OUT ? &s->out : &s->err, e->chunk, (size_t)got,
                   e->opts->output_limit);
@@ -817,7 +826,7 @@ static char *output_text(const char *data, size_t len, size_t limit,
 ** own descriptor of the output file. */
 static char *salvage_output(int fd, size_t limit, const char *stream,
                             size_t *text_len) {
-  off_t end = fd >= 0 ? lseek(fd, 0, SEEK_CUR) : -1;
+  off_t end = pfp__written_size(fd);
   char *data = end > 0 ? malloc((size_t)end) : NULL;
   ssize_t got = data ? pread(fd, data, (size_t)end, 0) : 0;
   char *text = output_text(data, got > 0 ? (size_t)got : 0, limit, stream,
@@ -874,9 +883,11 @@ static void worker_job_end(void *ud, pfp__frame_reader *rd) {
   r->err = output_text(rd->err, rd->err_len, limit, "stderr", &r->err_len);
   /* The next job starts now; its own deadline follows. */
   s->started = now;
-  s->deadline = e->opts->timeout > 0 && s->batch_done < s->batch_len
-                    ? now + e->opts->timeout
-                    : INFINITY;
+  /* A worker already being stopped keeps its timers as they are. */
+  if (!s->interrupted && !s->timed_out && s->kill_at == INFINITY)
+    s->deadline = e->opts->timeout > 0 && s->batch_done < s->batch_len
+                      ? now + e->opts->timeout
+                      : INFINITY;
   if (r->function_name == NULL ||
       (r->status == PFP_STATUS_CRASHED && r->error == NULL)) {
     pfp__record_free(r);
@@ -1171,12 +1182,14 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
   e.chunk = malloc(READ_CHUNK);
   e.pfds = calloc((size_t)e.nslots * FD_KINDS + 2, sizeof *e.pfds);
   e.pfd_slot = calloc((size_t)e.nslots * FD_KINDS + 2, sizeof *e.pfd_slot);
+  /* Every slot's descriptors say -1 before anything can fail. */
+  if (e.slots != NULL)
+    for (unsigned i = 0; i < e.nslots; i++)
+      slot_init(&e, &e.slots[i]);
   if (e.slots == NULL || e.chunk == NULL || e.pfds == NULL ||
       e.pfd_slot == NULL || !lua_checkstack(L, 8)) {
     set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
   } else {
-    for (unsigned i = 0; i < e.nslots; i++)
-      slot_init(&e, &e.slots[i]);
     if (reusing(&e) && make_batches(&e) != 0)
       set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
     else

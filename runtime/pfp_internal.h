@@ -105,6 +105,9 @@ int pfp__pidfd_open(pid_t pid);
 /* Sends sig to the process a pidfd names (never to another that reuses its
 ** pid).  0, or -1 with errno. */
 int pfp__pidfd_signal(int pidfd, int sig);
+/* How much a job wrote to an output file of a reused worker (exec.c):
+** its position, but never past its end.  -1 when it cannot be told. */
+off_t pfp__written_size(int fd);
 /* Monotonic time in seconds. */
 double pfp__now(void);
 

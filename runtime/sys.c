@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -170,6 +171,14 @@ int pfp__pidfd_signal(int pidfd, int sig) {
   errno = ENOSYS;
   return -1;
 #endif
+}
+
+off_t pfp__written_size(int fd) {
+  off_t end = fd >= 0 ? lseek(fd, 0, SEEK_CUR) : -1;
+  struct stat st;
+  if (end > 0 && fstat(fd, &st) == 0 && end > st.st_size)
+    end = st.st_size; /* a seek past the end wrote nothing there */
+  return end;
 }
 
 double pfp__now(void) {

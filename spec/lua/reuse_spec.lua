@@ -166,6 +166,19 @@ describe("worker reuse", function()
     assert.are.equal("out 1\npartial 1", talk.stdout)
   end)
 
+  it("keeps later calls' output when one truncates /dev/stdout (it is refused instead)", function()
+    local s = script([[
+function a() os.execute("echo from-shell > /dev/stdout") print("a-after") return 1 end
+function b() print("b-print") return 2 end
+]])
+    local records, err, code = run_json({ "-j", "1", "--reuse", "3", s, "a", "b", "b" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("a-after\n", records[1].stdout)
+    assert.truthy(records[1].stderr:find("/dev/stdout", 1, true), records[1].stderr)
+    assert.are.equal("b-print\n", records[2].stdout)
+    assert.are.equal("b-print\n", records[3].stdout)
+  end)
+
   it("keeps the output of a call that crashed", function()
     local s = script([[
 function noisy_crash()
