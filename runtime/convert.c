@@ -180,6 +180,7 @@ typedef struct encoder {
   int array_mt;     /* stack index of the array metatable */
   char *errmsg;
   pfp__json_holes *holes; /* NULL: every string goes into out */
+  int anchors;             /* with holes: the table below the value */
 } encoder;
 
 static int is_identifier(const char *s, size_t n) {
@@ -408,7 +409,11 @@ static int encode_value(encoder *e, int idx, int depth) {
     const char *s = lua_tolstring(L, idx, &len);
     if (e->holes != NULL && len >= PFP__HOLE_MIN &&
         e->holes->n < PFP__HOLES_MAX && pfp__jw_plain_prefix(s, len) == len) {
-      /* Left out of the text, written later straight from the string. */
+      /* Left out of the text, written later straight from the string,
+      ** which the anchor table keeps alive (its array part is
+      ** preallocated: no allocation here). */
+      lua_pushvalue(L, idx);
+      lua_rawseti(L, e->anchors, (lua_Integer)e->holes->n + 1);
       pfp__json_hole *h = &e->holes->list[e->holes->n++];
       if (pfp__buf_append(e->out, "\"", 1) != 0)
         return -1;
@@ -443,8 +448,10 @@ int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
                            char **errmsg) {
   encoder e = {0};
   e.holes = holes;
-  if (holes != NULL)
+  if (holes != NULL) {
     holes->n = 0;
+    e.anchors = lua_absindex(L, idx) - 1;
+  }
   idx = lua_absindex(L, idx);
   *errmsg = NULL;
   e.L = L;

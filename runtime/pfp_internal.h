@@ -158,8 +158,9 @@ int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
 
 /* The same, except that long strings needing no escapes are left out of
 ** the text: each hole says where its bytes belong (`at`, an offset in b,
-** between the quotes) and points into the Lua string, which stays valid
-** while the value at idx does.  A child writes its result so, without
+** between the quotes) and points into the Lua string, which a table at
+** idx - 1 (created by the caller with room for PFP__HOLES_MAX entries)
+** keeps alive until the caller pops it.  A child writes its result so, without
 ** copying a string of hundreds of MB. */
 #define PFP__HOLE_MIN ((size_t)64 << 10)
 #define PFP__HOLES_MAX 64

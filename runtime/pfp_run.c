@@ -36,6 +36,7 @@ typedef struct run {
   size_t next_to_print;
   size_t printed;
   int write_failed;
+  pfp__buf out; /* records not yet written (see flush_out) */
   /* The jobs file, read as a stream. */
   int jobs_fd;             /* -1: no jobs file */
   int jobs_seekable;       /* a regular file: read it whole, twice */
@@ -181,19 +182,35 @@ static char *read_file(const char *path, size_t *len) {
 
 /* ---- output ------------------------------------------------------------ */
 
+/* Output goes through pfp-run's own buffer and write(2), not stdio: the
+** engine flushes stdio before every fork, and a write failing there (a
+** signal, a full pipe) would drop buffered records with nobody told.
+** Here every failure is seen, and a signal only makes the write retry. */
+#define OUT_BUFFER (64 << 10)
+
+static void flush_out(run *r) {
+  if (!r->write_failed && r->out.len > 0 &&
+      pfp__write_all(STDOUT_FILENO, r->out.data, r->out.len) != 0)
+    r->write_failed = errno ? errno : EIO;
+  r->out.len = 0;
+}
+
 static void write_bytes(run *r, const char *data, size_t len) {
   if (r->write_failed || len == 0)
     return;
-  if (fwrite(data, 1, len, stdout) != len) {
-    r->write_failed = errno ? errno : EIO;
-  } else if (ferror(stdout)) {
-    /* The engine flushes stdio before each fork, and a failure there sets
-    ** the error flag long after its errno is gone: flushing again tells
-    ** why. */
-    clearerr(stdout);
-    if (fflush(stdout) != 0)
+  if (len >= OUT_BUFFER) {
+    /* A big result goes out from where it is, not through the buffer. */
+    flush_out(r);
+    if (!r->write_failed && pfp__write_all(STDOUT_FILENO, data, len) != 0)
       r->write_failed = errno ? errno : EIO;
+    return;
   }
+  if (pfp__buf_append(&r->out, data, len) != 0) {
+    r->write_failed = ENOMEM;
+    return;
+  }
+  if (r->out.len >= OUT_BUFFER)
+    flush_out(r);
 }
 
 static void write_text(run *r, const char *text) {
@@ -276,8 +293,7 @@ static int on_record(void *ud, const pfp_record *rec) {
 ** run. */
 static int on_idle(void *ud) {
   run *r = ud;
-  if (!r->write_failed && fflush(stdout) != 0)
-    r->write_failed = errno ? errno : EIO;
+  flush_out(r);
   return r->write_failed != 0;
 }
 
@@ -292,8 +308,7 @@ static void finish_output(run *r) {
       }
     write_text(r, r->printed == 0 ? "[]\n" : "\n]\n");
   }
-  if (!r->write_failed && fflush(stdout) != 0)
-    r->write_failed = errno ? errno : EIO;
+  flush_out(r);
 }
 
 /* ---- the jobs file ------------------------------------------------------ */
@@ -674,6 +689,7 @@ done:
   for (size_t i = 0; i < r.cap_waiting; i++)
     free(r.waiting[i]);
   free(r.waiting);
+  pfp__buf_free(&r.out);
   free(r.fed_name);
   signal_target = NULL;
   pfp_processor_destroy(r.p);
