@@ -115,15 +115,10 @@ static char *deliver(lua_State *L, int fd) {
   pfp__buf json = {0};
   pfp__json_holes holes;
   char *errmsg = NULL;
-  /* The encoder anchors the strings the holes point into in a table
-  ** below the result, so that a finalizer run by a collection during
-  ** encoding cannot free one by taking it out of the result. */
-  lua_createtable(L, PFP__HOLES_MAX, 0);
-  lua_insert(L, -2);
   int rc = pfp__lua_to_json_holes(L, -1, "result", &json, &holes, &errmsg);
   if (rc == 0 && write_result(fd, name, name_len, &json, &holes) != 0)
     host_gone();
-  lua_remove(L, -2);
+  pfp__json_holes_release(L, &holes);
   pfp__buf_free(&json);
   if (rc != 0)
     return errmsg ? errmsg : pfp__strdup("result: not enough memory");

@@ -180,8 +180,17 @@ typedef struct encoder {
   int array_mt;     /* stack index of the array metatable */
   char *errmsg;
   pfp__json_holes *holes; /* NULL: every string goes into out */
-  int anchors;             /* with holes: the table below the value */
 } encoder;
+
+/* Registry key of the table that keeps the strings of holes alive. */
+static const char hole_anchors = 0;
+
+void pfp__json_holes_release(lua_State *L, const pfp__json_holes *holes) {
+  if (holes->n > 0) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &hole_anchors);
+  }
+}
 
 static int is_identifier(const char *s, size_t n) {
   if (n == 0 || !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') ||
@@ -410,10 +419,18 @@ static int encode_value(encoder *e, int idx, int depth) {
     if (e->holes != NULL && len >= PFP__HOLE_MIN &&
         e->holes->n < PFP__HOLES_MAX && pfp__jw_plain_prefix(s, len) == len) {
       /* Left out of the text, written later straight from the string,
-      ** which the anchor table keeps alive (its array part is
-      ** preallocated: no allocation here). */
-      lua_pushvalue(L, idx);
-      lua_rawseti(L, e->anchors, (lua_Integer)e->holes->n + 1);
+      ** which a registry table keeps alive until pfp__json_holes_release:
+      ** a finalizer run by a collection meanwhile cannot free it by
+      ** taking it out of the result. */
+      int at = lua_absindex(L, idx);
+      if (e->holes->n == 0) {
+        lua_createtable(L, PFP__HOLES_MAX, 0);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &hole_anchors);
+      }
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &hole_anchors);
+      lua_pushvalue(L, at);
+      lua_rawseti(L, -2, (lua_Integer)e->holes->n + 1);
+      lua_pop(L, 1);
       pfp__json_hole *h = &e->holes->list[e->holes->n++];
       if (pfp__buf_append(e->out, "\"", 1) != 0)
         return -1;
@@ -448,10 +465,8 @@ int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
                            char **errmsg) {
   encoder e = {0};
   e.holes = holes;
-  if (holes != NULL) {
+  if (holes != NULL)
     holes->n = 0;
-    e.anchors = lua_absindex(L, idx) - 1;
-  }
   idx = lua_absindex(L, idx);
   *errmsg = NULL;
   e.L = L;

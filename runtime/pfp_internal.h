@@ -158,9 +158,8 @@ int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
 
 /* The same, except that long strings needing no escapes are left out of
 ** the text: each hole says where its bytes belong (`at`, an offset in b,
-** between the quotes) and points into the Lua string, which a table at
-** idx - 1 (created by the caller with room for PFP__HOLES_MAX entries)
-** keeps alive until the caller pops it.  A child writes its result so, without
+** between the quotes) and points into the Lua string, which is kept alive
+** (in the registry) until pfp__json_holes_release.  A child writes its result so, without
 ** copying a string of hundreds of MB. */
 #define PFP__HOLE_MIN ((size_t)64 << 10)
 #define PFP__HOLES_MAX 64
@@ -176,6 +175,8 @@ typedef struct pfp__json_holes {
 int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
                            pfp__buf *b, pfp__json_holes *holes,
                            char **errmsg);
+/* Lets the strings of holes go once they are written. */
+void pfp__json_holes_release(lua_State *L, const pfp__json_holes *holes);
 
 /* Checks a decoded JSON value's depth against PFP_MAX_DEPTH. */
 int pfp__json_depth_ok(const json_t *v);
