@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,23 +123,14 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
                                       const int out_pipe[2],
                                       const int err_pipe[2], int ahead) {
   int result_w = result_pipe[1], out_w = out_pipe[1], err_w = err_pipe[1];
-  setpgid(0, 0);
   /* If the host dies without a chance to clean up (SIGKILL, a crash), its
-  ** children follow instead of running on as orphans.  The check after
-  ** closes the race with a host that died before the prctl. */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != e->host_pid)
+  ** children follow instead of running on as orphans. */
+  if (pfp__tie_to_parent(e->host_pid) != 0)
     _exit(126);
   /* The host may ignore or catch signals; the function starts clean.
   ** Only the signals found changed when the run began are reset: a
   ** sigaction for each of the 64 costs more than a trivial function. */
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sigismember(&e->changed_signals, sig) == 1)
-      sigaction(sig, &dfl, NULL);
+  pfp__default_signals(&e->changed_signals);
 
   /* Nothing of the host's bookkeeping stays open in the child.  Closed
   ** first: near the descriptor limit the moves below need free slots. */
@@ -326,6 +316,30 @@ static void close_pipes(int result[2], int out[2], int err[2]) {
     pfp__close(fds[i]);
 }
 
+/* When a function started at `start` times out (INFINITY: no timeout). */
+static double deadline_from(const exec_state *e, double start) {
+  return e->opts->timeout > 0 ? start + e->opts->timeout : INFINITY;
+}
+
+/* Records in slot s the child `pid` that spawn just forked, reading its
+** results from result_r.  Forked ahead, it waits; else it runs now. */
+static void slot_started(exec_state *e, slot *s, pid_t pid, int result_r,
+                         int ahead) {
+  s->active = 1;
+  s->pid = pid;
+  s->fd[FD_RESULT] = result_r;
+  s->fd[FD_PID] = pfp__pidfd_open(pid);
+  s->kill_at = INFINITY;
+  if (ahead) {
+    s->waiting = 1;
+    s->deadline = INFINITY;
+    e->ahead = s;
+  } else {
+    s->deadline = deadline_from(e, s->started);
+    e->running++;
+  }
+}
+
 /* Forks the pending job (function and args on top of the Lua stack) into
 ** slot s.  Returns 0 when started, 1 when it must wait for resources, -1
 ** when it failed for good (a record says why). */
@@ -349,25 +363,12 @@ static int fork_job(exec_state *e, slot *s, int ahead) {
   e->pending_name = NULL;
   lua_pop(e->L, 2);
 
-  s->active = 1;
-  s->pid = pid;
-  s->fd[FD_RESULT] = result[0];
+  slot_started(e, s, pid, result[0], ahead);
   s->fd[FD_OUT] = out[0];
   s->fd[FD_ERR] = err[0];
-  s->fd[FD_PID] = pfp__pidfd_open(pid);
   pfp__close(&result[1]);
   pfp__close(&out[1]);
   pfp__close(&err[1]);
-  s->kill_at = INFINITY;
-  if (ahead) {
-    s->waiting = 1;
-    s->deadline = INFINITY;
-    e->ahead = s;
-  } else {
-    s->deadline =
-        e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
-    e->running++;
-  }
   return 0;
 
 fail:
@@ -422,7 +423,7 @@ static void start_ahead(exec_state *e) {
   e->ahead = NULL;
   s->waiting = 0;
   s->started = pfp__now();
-  s->deadline = e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
+  s->deadline = deadline_from(e, s->started);
   e->running++;
   /* If it has died meanwhile, its pidfd says so and it is judged. */
   kill(s->pid, START_SIGNAL);
@@ -610,18 +611,12 @@ static int fork_worker(exec_state *e, slot *s) {
     what = "fork";
     goto fail;
   }
-  s->active = 1;
-  s->pid = pid;
-  s->fd[FD_RESULT] = result[0];
-  s->fd[FD_PID] = pfp__pidfd_open(pid);
+  slot_started(e, s, pid, result[0], 0);
   pfp__close(&result[1]);
   s->out_file = out[1];
   s->err_file = err[1];
   s->reader.on_job_end = worker_job_end;
   s->reader.ud = s;
-  s->deadline = e->opts->timeout > 0 ? s->started + e->opts->timeout : INFINITY;
-  s->kill_at = INFINITY;
-  e->running++;
   return 0;
 
 fail:
@@ -885,9 +880,8 @@ static void worker_job_end(void *ud, pfp__frame_reader *rd) {
   s->started = now;
   /* A worker already being stopped keeps its timers as they are. */
   if (!s->interrupted && !s->timed_out && s->kill_at == INFINITY)
-    s->deadline = e->opts->timeout > 0 && s->batch_done < s->batch_len
-                      ? now + e->opts->timeout
-                      : INFINITY;
+    s->deadline =
+        s->batch_done < s->batch_len ? deadline_from(e, now) : INFINITY;
   if (r->function_name == NULL ||
       (r->status == PFP_STATUS_CRASHED && r->error == NULL)) {
     pfp__record_free(r);

@@ -105,6 +105,13 @@ int pfp__pidfd_open(pid_t pid);
 /* Sends sig to the process a pidfd names (never to another that reuses its
 ** pid).  0, or -1 with errno. */
 int pfp__pidfd_signal(int pidfd, int sig);
+/* For a process just forked (a child, the fork server): leads its own
+** process group and is killed with its parent (PR_SET_PDEATHSIG).
+** Returns -1 when the parent is already gone. */
+int pfp__tie_to_parent(pid_t parent);
+/* Resets the signals in `which` (NULL: all that can be) to their default
+** actions: the parent's handlers and ignored signals are not ours. */
+void pfp__default_signals(const sigset_t *which);
 /* How much a job wrote to an output file of a reused worker (exec.c):
 ** its position, but never past its end.  -1 when it cannot be told. */
 off_t pfp__written_size(int fd);

@@ -46,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -523,22 +522,13 @@ static int above_stdio(int fd) {
 static PFP__NORETURN void server_main(pfp_processor *p, int sock,
                                       const int stop[2], pid_t host) {
   /* Its own process group: a terminal's Ctrl-C reaches the host, which
-  ** decides what to do (pfp_interrupt), not the server. */
-  setpgid(0, 0);
-  /* The server dies with the host; the check closes the race with a host
-  ** that died before the prctl. */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != host)
+  ** decides what to do (pfp_interrupt), not the server.  It dies with the
+  ** host. */
+  if (pfp__tie_to_parent(host) != 0)
     server_quit(1);
   /* The host's handlers and ignored signals are not the server's; SIGCHLD
   ** in particular must be at its default for children to be waitable. */
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP)
-      sigaction(sig, &dfl, NULL);
+  pfp__default_signals(NULL);
 
   int keep[3] = {above_stdio(sock), above_stdio(stop[0]),
                  above_stdio(stop[1])};

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -171,6 +173,24 @@ int pfp__pidfd_signal(int pidfd, int sig) {
   errno = ENOSYS;
   return -1;
 #endif
+}
+
+int pfp__tie_to_parent(pid_t parent) {
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* A parent that died before the prctl has left us orphaned already. */
+  return getppid() == parent ? 0 : -1;
+}
+
+void pfp__default_signals(const sigset_t *which) {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (which == NULL ? sig != SIGKILL && sig != SIGSTOP
+                      : sigismember(which, sig) == 1)
+      sigaction(sig, &dfl, NULL);
 }
 
 off_t pfp__written_size(int fd) {

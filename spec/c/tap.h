@@ -1,12 +1,16 @@
 /*
-** tap.h — the small TAP harness the C tests share: CHECK macros that jump
-** to the test's `out:` label, and run_test, which prints "ok N - name" or
-** "not ok N - name".  Each test program includes it once.
+** tap.h — what the C tests share: a small TAP harness (CHECK macros that
+** jump to the test's `out:` label, and run_test, which prints "ok N - name"
+** or "not ok N - name"), and checks of the test process's own state.  Each
+** test program includes it once.
 */
 #ifndef PFP_TEST_TAP_H
 #define PFP_TEST_TAP_H
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/wait.h>
 
 #include "pfp.h"
 
@@ -70,6 +74,25 @@ static void run_test(const char *name, test_fn fn) {
     tests_failed++;
   printf("%s %d - %s\n", current_failed ? "not ok" : "ok", tests_run, name);
   fflush(stdout);
+}
+
+/* Descriptors open in this process (-1 when that cannot be told). */
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  if (d == NULL)
+    return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* True when this process has no child left to reap (none running either). */
+static int no_children_left(void) {
+  return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
 }
 
 #endif

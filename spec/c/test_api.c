@@ -45,24 +45,6 @@ static pfp_processor *new_loaded(void) {
   return p;
 }
 
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  if (d == NULL)
-    return -1;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n;
-}
-
-/* True when this process has no child left to reap (none running either). */
-static int no_children_left(void) {
-  return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
-}
-
 /* ---- tests ----------------------------------------------------------- */
 
 static void test_names_and_codes(void) {

@@ -61,24 +61,6 @@ static pfp_processor *new_loaded(int with_server) {
   return p;
 }
 
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  if (d == NULL)
-    return -1;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n;
-}
-
-/* True when this process has no child left to reap (none running either). */
-static int no_children_left(void) {
-  return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
-}
-
 /* The pid of this process's only child (the server), or -1. */
 static pid_t only_child(void) {
   char path[64], text[256];
