@@ -16,7 +16,7 @@ void pfp__buf_free(pfp__buf *b) {
   b->len = b->cap = 0;
 }
 
-/* Makes room for `extra` more bytes plus the terminating NUL. */
+/* Smaller blocks would gain little from huge pages. */
 #define HUGE_ENOUGH ((size_t)8 << 20)
 void pfp__advise_huge_pages(char *data, size_t len) {
   if (len < HUGE_ENOUGH)
@@ -28,21 +28,29 @@ void pfp__advise_huge_pages(char *data, size_t len) {
     (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 }
 
-int pfp__buf_reserve(pfp__buf *b, size_t extra) {
+/* Makes room for `extra` more bytes plus the NUL: doubling (appends in a
+** loop stay linear), or to exactly that size. */
+static int reserve(pfp__buf *b, size_t extra, int exact) {
   if (extra >= SIZE_MAX - b->len - 1)
     return -1;
   size_t need = b->len + extra + 1;
   if (need <= b->cap)
     return 0;
-  size_t cap = b->cap ? b->cap : 64;
+  size_t cap = exact ? need : b->cap ? b->cap : 64;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   char *data = realloc(b->data, cap);
   if (data == NULL)
     return -1;
+  if (b->data == NULL)
+    data[0] = '\0';
   b->data = data;
   b->cap = cap;
   return 0;
+}
+
+int pfp__buf_reserve(pfp__buf *b, size_t extra) {
+  return reserve(b, extra, 0);
 }
 
 int pfp__buf_append(pfp__buf *b, const void *data, size_t len) {
@@ -94,19 +102,7 @@ char *pfp__buf_take(pfp__buf *b, size_t *len) {
 }
 
 int pfp__buf_reserve_exact(pfp__buf *b, size_t extra) {
-  if (extra >= SIZE_MAX - b->len - 1)
-    return -1;
-  size_t need = b->len + extra + 1;
-  if (need <= b->cap)
-    return 0;
-  char *data = realloc(b->data, need);
-  if (data == NULL)
-    return -1;
-  if (b->data == NULL)
-    data[0] = '\0';
-  b->data = data;
-  b->cap = need;
-  return 0;
+  return reserve(b, extra, 1);
 }
 
 char *pfp__strdup(const char *s) {
