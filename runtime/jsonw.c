@@ -145,7 +145,8 @@ int pfp__jw_string(pfp__buf *b, const char *str, size_t len, int lossy,
   return 0;
 }
 
-void pfp__c_decimal_point(char *text) {
+/* Replaces the current locale's decimal point in text with '.'. */
+static void c_decimal_point(char *text) {
   /* printf and strtod follow LC_NUMERIC, which an embedding program may
   ** have set to a locale whose decimal point is not '.'; JSON's is. */
   const char *point = localeconv()->decimal_point;
@@ -175,7 +176,7 @@ int pfp__jw_double(pfp__buf *b, double v) {
     if (strtod(text, NULL) == v)
       break;
   }
-  pfp__c_decimal_point(text);
+  c_decimal_point(text);
   if (strpbrk(text, ".eE") == NULL)
     strcat(text, ".0");
   return pfp__buf_puts(b, text);

@@ -138,8 +138,6 @@ int pfp__jw_string(pfp__buf *b, const char *s, size_t len, int lossy,
 ** and infinities. */
 int pfp__jw_double(pfp__buf *b, double v);
 int pfp__jw_integer(pfp__buf *b, long long v);
-/* Replaces the current locale's decimal point in text with '.'. */
-void pfp__c_decimal_point(char *text);
 /* Appends a jansson value as compact JSON (numbers as above). */
 int pfp__jw_json(pfp__buf *b, const json_t *v);
 

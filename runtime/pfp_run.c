@@ -36,7 +36,8 @@ typedef struct run {
   size_t next_to_print;
   size_t printed;
   int write_failed;
-  pfp__buf out; /* records not yet written (see flush_out) */
+  pfp__buf out;  /* records not yet written (see flush_out) */
+  pfp__buf tail; /* the end of the record being written */
   /* The jobs file, read as a stream. */
   int jobs_fd;             /* -1: no jobs file */
   int jobs_seekable;       /* a regular file: read it whole, twice */
@@ -227,19 +228,20 @@ static void print_in_order(run *r, char *json) {
 /* Writes the record as JSON without first copying its result into one
 ** string: a result can be hundreds of MB. */
 static int write_record(run *r, const pfp_record *rec) {
-  pfp__buf head = {0}, tail = {0};
-  int rc = pfp__record_json_parts(rec, &head, &tail);
-  if (rc == 0) {
-    size_t len;
-    const char *result = pfp_record_result_text(rec, &len);
-    write_bytes(r, head.data, head.len);
-    if (result != NULL)
-      write_bytes(r, result, len);
-    write_bytes(r, tail.data, tail.len);
+  /* The head goes straight into the output buffer, the tail into a buffer
+  ** kept for it: no allocation per record. */
+  size_t before = r->out.len;
+  r->tail.len = 0;
+  if (pfp__record_json_parts(rec, &r->out, &r->tail) != 0) {
+    r->out.len = before;
+    return -1;
   }
-  pfp__buf_free(&head);
-  pfp__buf_free(&tail);
-  return rc;
+  size_t len;
+  const char *result = pfp_record_result_text(rec, &len);
+  if (result != NULL)
+    write_bytes(r, result, len);
+  write_bytes(r, r->tail.data, r->tail.len);
+  return 0;
 }
 
 static int out_of_memory(void) {
@@ -690,6 +692,7 @@ done:
     free(r.waiting[i]);
   free(r.waiting);
   pfp__buf_free(&r.out);
+  pfp__buf_free(&r.tail);
   free(r.fed_name);
   signal_target = NULL;
   pfp_processor_destroy(r.p);
