@@ -33,13 +33,14 @@ LUA_CMOD_DIR := $(LIBDIR)/lua/5.4
 ENGINE_SRC := runtime/buf.c runtime/sys.c runtime/jsonw.c runtime/convert.c \
               runtime/wire.c runtime/record.c runtime/child.c runtime/exec.c \
               runtime/processor.c runtime/luamod.c \
-              runtime/jobs_line.c runtime/server.c
+              runtime/jobs_line.c runtime/json_scan.c runtime/server.c
 ENGINE_OBJ := $(ENGINE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 HEADERS    := include/pfp.h runtime/pfp_internal.h
 
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
-C_TESTS  := $(BUILD)/test_api $(BUILD)/test_server $(BUILD)/fail_fork.so \
+C_TESTS  := $(BUILD)/test_api $(BUILD)/test_server $(BUILD)/test_scan \
+            $(BUILD)/fail_fork.so \
             $(BUILD)/close_fd.so
 ifeq ($(SANITIZE),)
 C_TESTS  += $(BUILD)/test_oom
@@ -95,6 +96,9 @@ $(BUILD)/test_api: spec/c/test_api.c spec/c/tap.h $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_server: spec/c/test_server.c spec/c/tap.h $(BUILD)/libpfp.a $(HEADERS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+$(BUILD)/test_scan: spec/c/test_scan.c spec/c/tap.h $(BUILD)/libpfp.a $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a

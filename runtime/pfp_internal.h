@@ -208,6 +208,17 @@ int pfp__parse_job_line(const char *line, size_t len, const char *source,
                         size_t line_no, char **name, json_t **args,
                         char **msg);
 
+/* ---- json_scan.c ------------------------------------------------------ */
+
+enum { PFP__SCAN_UNSURE, PFP__SCAN_SURE, PFP__SCAN_BLANK };
+/* Checks a jobs line without building anything.  PFP__SCAN_SURE: the line
+** is one pfp__parse_job_line accepts, and the function name is the
+** *name_len bytes at line + *name_at (no escapes in them).  PFP__SCAN_BLANK:
+** it skips the line.  PFP__SCAN_UNSURE: only pfp__parse_job_line can tell
+** (and give the message). */
+int pfp__scan_job_line(const char *line, size_t len, size_t *name_at,
+                       size_t *name_len);
+
 /* Lines from a descriptor (a jobs file, or a pipe that delivers slowly). */
 typedef struct pfp__line_reader {
   int fd;

@@ -44,6 +44,7 @@ typedef struct run {
   pfp__line_reader jobs;
   const char *jobs_name;
   size_t jobs_line;
+  pfp__buf checked_name; /* the last name validate_jobs_file looked up */
   char *fed_name;
 } run;
 
@@ -315,21 +316,27 @@ static void finish_output(run *r) {
 
 /* ---- the jobs file ------------------------------------------------------ */
 
+/* Reads the next line; returns 1, 0 at the end, PFP_FEED_WAIT when a pipe
+** has no whole line yet, -1 with *msg. */
+static int next_line(run *r, const char **line, size_t *len, char **msg) {
+  int rc = pfp__line_reader_next(&r->jobs, line, len, r->jobs_seekable);
+  if (rc < 0)
+    *msg = pfp__strdupf("%s: read error: %s", r->jobs_name,
+                        strerror(errno ? errno : EIO));
+  else if (rc == 1)
+    r->jobs_line++;
+  return rc;
+}
+
 /* Reads the next job; returns 1, 0 at the end, PFP_FEED_WAIT when a pipe
 ** has no whole line yet, -1 with *msg. */
 static int next_job(run *r, char **name, json_t **args, char **msg) {
   for (;;) {
     const char *line;
     size_t len;
-    int rc = pfp__line_reader_next(&r->jobs, &line, &len, r->jobs_seekable);
-    if (rc < 0) {
-      *msg = pfp__strdupf("%s: read error: %s", r->jobs_name,
-                          strerror(errno ? errno : EIO));
-      return -1;
-    }
+    int rc = next_line(r, &line, &len, msg);
     if (rc != 1)
       return rc;
-    r->jobs_line++;
     rc = pfp__parse_job_line(line, len, r->jobs_name, r->jobs_line, name,
                              args, msg);
     if (rc != 1)
@@ -354,20 +361,53 @@ static int feed(void *ud, const char **name, json_t **args) {
   return rc;
 }
 
+/* Checks that `name` names a loaded function, unless it is the name the
+** last call checked (jobs files tend to name one function throughout). */
+static int check_name(run *r, const char *name, size_t len) {
+  if (r->checked_name.data != NULL && r->checked_name.len == len &&
+      memcmp(r->checked_name.data, name, len) == 0)
+    return 0;
+  r->checked_name.len = 0;
+  if (pfp__buf_append(&r->checked_name, name, len) != 0)
+    return fail_usage("out of memory");
+  if (pfp__check_function(r->p, r->checked_name.data) != PFP_OK) {
+    pfp__buf_free(&r->checked_name);
+    return fail_usage("%s:%zu: %s", r->jobs_name, r->jobs_line,
+                      pfp_errmsg(r->p));
+  }
+  return 0;
+}
+
 /* Checks every line of a jobs file that can be read twice, so a bad line
-** is reported before any child runs. */
+** is reported before any child runs.  The scanner settles ordinary lines
+** without building them; jansson judges (and words the error for) the
+** rest. */
 static int validate_jobs_file(run *r) {
-  char *name = NULL, *msg = NULL;
-  json_t *args = NULL;
+  const char *line;
+  size_t len;
+  char *msg = NULL;
   int rc;
-  while ((rc = next_job(r, &name, &args, &msg)) == 1) {
-    json_decref(args);
-    if (pfp__check_function(r->p, name) != PFP_OK) {
-      fail_usage("%s:%zu: %s", r->jobs_name, r->jobs_line, pfp_errmsg(r->p));
-      free(name);
-      return -1;
+  while ((rc = next_line(r, &line, &len, &msg)) == 1) {
+    size_t name_at, name_len;
+    int scan = pfp__scan_job_line(line, len, &name_at, &name_len);
+    if (scan == PFP__SCAN_BLANK)
+      continue;
+    if (scan == PFP__SCAN_SURE) {
+      if (check_name(r, line + name_at, name_len) != 0)
+        return -1;
+      continue;
     }
+    char *name = NULL;
+    json_t *args = NULL;
+    rc = pfp__parse_job_line(line, len, r->jobs_name, r->jobs_line, &name,
+                             &args, &msg);
+    json_decref(args);
+    int bad = rc == 0 && check_name(r, name, strlen(name)) != 0;
     free(name);
+    if (bad)
+      return -1;
+    if (rc < 0)
+      break;
   }
   if (rc < 0) {
     fail_usage("%s", msg ? msg : "out of memory");
@@ -688,6 +728,7 @@ done:
   if (r.jobs_fd > 0)
     close(r.jobs_fd);
   pfp__line_reader_free(&r.jobs);
+  pfp__buf_free(&r.checked_name);
   for (size_t i = 0; i < r.cap_waiting; i++)
     free(r.waiting[i]);
   free(r.waiting);

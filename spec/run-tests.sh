@@ -55,6 +55,7 @@ if [ "${SANITIZE:-}" = 1 ]; then
 fi
 suite "C tests" "$top/$BUILD/test_api"
 suite "C fork-server tests" "$top/$BUILD/test_server"
+suite "C jobs-file scanner tests" "$top/$BUILD/test_scan"
 # The allocation-failure test replaces malloc itself: not with sanitizers.
 if [ "${SANITIZE:-}" != 1 ]; then
   suite "C allocation-failure tests" "$top/$BUILD/test_oom"

@@ -18,7 +18,7 @@ static int tests_run, tests_failed, current_failed;
 
 /* Timeouts in these tests are short; under valgrind everything is ~20x
 ** slower, so spec/valgrind.sh stretches them with PFP_TEST_TIME_SCALE. */
-static double time_scale = 1.0;
+static double time_scale __attribute__((unused)) = 1.0;
 #define SECONDS(s) ((s) * time_scale)
 
 #define CHECK(cond)                                                          \
@@ -43,7 +43,7 @@ static double time_scale = 1.0;
 
 /* Prints a processor's records as TAP comments (shown when a check of
 ** pfp_execute's result fails). */
-static void dump_records(pfp_processor *p) {
+static inline void dump_records(pfp_processor *p) {
   for (size_t i = 0; p && i < pfp_record_count(p); i++) {
     char *json = pfp_record_to_json(pfp_record_at(p, i));
     printf("#     record %zu: %s\n", i, json ? json : "(no memory)");
@@ -77,7 +77,7 @@ static void run_test(const char *name, test_fn fn) {
 }
 
 /* Descriptors open in this process (-1 when that cannot be told). */
-static int count_fds(void) {
+static inline int count_fds(void) {
   int n = 0;
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
@@ -91,7 +91,7 @@ static int count_fds(void) {
 }
 
 /* True when this process has no child left to reap (none running either). */
-static int no_children_left(void) {
+static inline int no_children_left(void) {
   return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
 }
 

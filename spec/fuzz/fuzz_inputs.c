@@ -1,7 +1,12 @@
 /*
 ** fuzz_inputs.c — what pfp-run reads from its user: FUNCTION=ARGS and
 ** --context (pfp__parse_object) and the lines of a --jobs-file
-** (pfp__parse_job_line).
+** (pfp__parse_job_line), and the scanner that checks a jobs file's lines
+** without building them (pfp__scan_job_line).
+**
+** The scanner may leave any line to the parser, but a line it is sure of
+** must be one the parser accepts, with the same function name; a line it
+** calls blank, one the parser skips.
 **
 ** Accepted input must be what the callers rely on (an object, within the
 ** depth limit, no NUL in a key; a non-empty function name without NUL).
@@ -152,8 +157,17 @@ static char *parse_argument(const char *text, size_t len, size_t line_no) {
 static char *parse_job(const char *text, size_t len, size_t line_no) {
   char *name = NULL, *msg = NULL;
   json_t *args = NULL;
+  size_t name_at = 0, name_len = 0;
+  int scan = pfp__scan_job_line(text, len, &name_at, &name_len);
   int rc = pfp__parse_job_line(text, len, "jobs.jsonl", line_no, &name, &args,
                                &msg);
+  if (scan == PFP__SCAN_SURE)
+    FUZZ_CHECK(rc == 0 && strlen(name) == name_len &&
+               memcmp(name, text + name_at, name_len) == 0);
+  else if (scan == PFP__SCAN_BLANK)
+    FUZZ_CHECK(rc == 1);
+  else
+    FUZZ_CHECK(scan == PFP__SCAN_UNSURE);
   if (rc == -1) {
     FUZZ_CHECK(msg != NULL && name == NULL && args == NULL);
     /* Every message names the place. */

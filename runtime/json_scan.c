@@ -1,0 +1,292 @@
+/*
+** json_scan.c — a JSON checker that builds nothing.
+**
+** Checking a 100,000-line jobs file with jansson before the run costs as
+** much as a third of the run: every line becomes a tree of json_t that is
+** freed at once.  This scanner walks the text instead, allocating nothing.
+** It answers "sure" only for text that jansson, with the flags pfp parses
+** with (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL), accepts and that passes
+** pfp's own checks (depth, no NUL in a key).  Anything it does not settle
+** cheaply (an error, an escape in a key, a surrogate escape, a number that
+** might overflow, a large object, deep nesting) it leaves to jansson, which
+** then gives the verdict and the message: so the two can never disagree,
+** and every error message still comes from one place.  fuzz_inputs checks
+** that "sure" is never said of text jansson refuses.
+*/
+#include <string.h>
+
+#include "pfp_internal.h"
+
+/* Deeper text is left to jansson: far below PFP_MAX_DEPTH, so the depth
+** check needs no counting beyond it. */
+#define SCAN_DEPTH 32
+/* An object with more keys is left to jansson: checking duplicates costs
+** a comparison per pair of keys. */
+#define SCAN_KEYS 32
+/* A number with more characters, or more exponent digits, might not fit
+** in a json_int_t or a double: 18 digits and an exponent of 99 stay far
+** below either limit. */
+#define SCAN_NUMBER 18
+#define SCAN_EXPONENT 2
+
+typedef struct scan {
+  const unsigned char *s;
+  size_t n, i;
+} scan;
+
+static void skip_space(scan *sc) {
+  while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' ||
+                           sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r'))
+    sc->i++;
+}
+
+static int is_hex(unsigned c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
+}
+
+/* A string at the opening quote.  *escaped tells whether it held a
+** backslash (a key with one is left to jansson: its decoded bytes are
+** what duplicates and NULs are judged on). */
+static int scan_string(scan *sc, int *escaped) {
+  const unsigned char *s = sc->s;
+  size_t i = sc->i + 1;
+  *escaped = 0;
+  for (;;) {
+    if (i >= sc->n)
+      return 0;
+    unsigned c = s[i];
+    if (c == '"')
+      break;
+    if (c < 0x20)
+      return 0; /* a raw control character, NUL included */
+    if (c == '\\') {
+      *escaped = 1;
+      if (i + 1 >= sc->n)
+        return 0;
+      unsigned e = s[i + 1];
+      if (e == 'u') {
+        if (i + 5 >= sc->n || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) ||
+            !is_hex(s[i + 4]) || !is_hex(s[i + 5]))
+          return 0;
+        /* \uD800-\uDFFF must pair up: jansson judges that. */
+        unsigned hi = (unsigned)(s[i + 2] | 0x20), next = s[i + 3];
+        if (hi == 'd' && ((next >= '8' && next <= '9') ||
+                          ((next | 0x20) >= 'a' && (next | 0x20) <= 'f')))
+          return 0;
+        i += 6;
+      } else if (strchr("\"\\/bfnrt", (int)e) != NULL && e != '\0') {
+        i += 2;
+      } else {
+        return 0;
+      }
+    } else if (c >= 0x80) {
+      size_t len = pfp__utf8_sequence(s + i, sc->n - i);
+      if (len == 0)
+        return 0;
+      i += len;
+    } else {
+      i++;
+    }
+  }
+  sc->i = i + 1;
+  return 1;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, small enough that
+** neither strtoll nor strtod can overflow. */
+static int scan_number(scan *sc) {
+  const unsigned char *s = sc->s;
+  size_t i = sc->i, start = i;
+#define DIGIT(k) ((k) < sc->n && s[k] >= '0' && s[k] <= '9')
+  if (i < sc->n && s[i] == '-')
+    i++;
+  if (!DIGIT(i))
+    return 0;
+  if (s[i] == '0')
+    i++;
+  else
+    while (DIGIT(i))
+      i++;
+  if (i < sc->n && s[i] == '.') {
+    i++;
+    if (!DIGIT(i))
+      return 0;
+    while (DIGIT(i))
+      i++;
+  }
+  if (i < sc->n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < sc->n && (s[i] == '+' || s[i] == '-'))
+      i++;
+    size_t digits = i;
+    while (DIGIT(i))
+      i++;
+    /* 1e999 overflows a double however short it is written. */
+    if (i == digits || i - digits > SCAN_EXPONENT)
+      return 0;
+  }
+#undef DIGIT
+  if (i - start > SCAN_NUMBER)
+    return 0;
+  sc->i = i;
+  return 1;
+}
+
+static int scan_literal(scan *sc, const char *word, size_t len) {
+  if (sc->n - sc->i < len || memcmp(sc->s + sc->i, word, len) != 0)
+    return 0;
+  sc->i += len;
+  return 1;
+}
+
+static int scan_value(scan *sc, int depth);
+
+/* An object at its '{': keys without escapes, none twice. */
+static int scan_object(scan *sc, int depth) {
+  struct {
+    size_t at, len;
+  } keys[SCAN_KEYS];
+  size_t count = 0;
+  sc->i++;
+  skip_space(sc);
+  if (sc->i < sc->n && sc->s[sc->i] == '}') {
+    sc->i++;
+    return 1;
+  }
+  for (;;) {
+    int escaped;
+    if (sc->i >= sc->n || sc->s[sc->i] != '"' || count == SCAN_KEYS)
+      return 0;
+    size_t at = sc->i + 1;
+    if (!scan_string(sc, &escaped) || escaped)
+      return 0;
+    size_t len = sc->i - 1 - at;
+    for (size_t k = 0; k < count; k++)
+      if (keys[k].len == len && memcmp(sc->s + keys[k].at, sc->s + at, len) == 0)
+        return 0;
+    keys[count].at = at;
+    keys[count].len = len;
+    count++;
+    skip_space(sc);
+    if (sc->i >= sc->n || sc->s[sc->i] != ':')
+      return 0;
+    sc->i++;
+    if (!scan_value(sc, depth + 1))
+      return 0;
+    skip_space(sc);
+    if (sc->i >= sc->n)
+      return 0;
+    if (sc->s[sc->i] == '}') {
+      sc->i++;
+      return 1;
+    }
+    if (sc->s[sc->i] != ',')
+      return 0;
+    sc->i++;
+    skip_space(sc);
+  }
+}
+
+static int scan_array(scan *sc, int depth) {
+  sc->i++;
+  skip_space(sc);
+  if (sc->i < sc->n && sc->s[sc->i] == ']') {
+    sc->i++;
+    return 1;
+  }
+  for (;;) {
+    if (!scan_value(sc, depth + 1))
+      return 0;
+    skip_space(sc);
+    if (sc->i >= sc->n)
+      return 0;
+    if (sc->s[sc->i] == ']') {
+      sc->i++;
+      return 1;
+    }
+    if (sc->s[sc->i] != ',')
+      return 0;
+    sc->i++;
+  }
+}
+
+/* One value, space before it skipped.  depth counts the containers it is
+** nested in, as pfp__json_depth_ok does. */
+static int scan_value(scan *sc, int depth) {
+  int escaped;
+  skip_space(sc);
+  if (sc->i >= sc->n)
+    return 0;
+  switch (sc->s[sc->i]) {
+  case '{':
+    return depth < SCAN_DEPTH && scan_object(sc, depth);
+  case '[':
+    return depth < SCAN_DEPTH && scan_array(sc, depth);
+  case '"':
+    return scan_string(sc, &escaped);
+  case 't':
+    return scan_literal(sc, "true", 4);
+  case 'f':
+    return scan_literal(sc, "false", 5);
+  case 'n':
+    return scan_literal(sc, "null", 4);
+  default:
+    return scan_number(sc);
+  }
+}
+
+int pfp__scan_job_line(const char *line, size_t len, size_t *name_at,
+                       size_t *name_len) {
+  scan sc = {(const unsigned char *)line, len, 0};
+  int have_name = 0, have_args = 0;
+  skip_space(&sc);
+  if (sc.i == len)
+    return PFP__SCAN_BLANK;
+  if (sc.s[sc.i] != '{')
+    return PFP__SCAN_UNSURE;
+  sc.i++;
+  for (;;) {
+    int escaped;
+    skip_space(&sc);
+    if (sc.i >= len || sc.s[sc.i] != '"')
+      return PFP__SCAN_UNSURE;
+    size_t key = sc.i + 1;
+    if (!scan_string(&sc, &escaped) || escaped)
+      return PFP__SCAN_UNSURE;
+    size_t key_len = sc.i - 1 - key;
+    skip_space(&sc);
+    if (sc.i >= len || sc.s[sc.i] != ':')
+      return PFP__SCAN_UNSURE;
+    sc.i++;
+    skip_space(&sc);
+    if (key_len == 8 && memcmp(line + key, "function", 8) == 0 && !have_name) {
+      /* A non-empty name without escapes: no NUL can hide in it. */
+      size_t at = sc.i + 1;
+      if (sc.i >= len || sc.s[sc.i] != '"' || !scan_string(&sc, &escaped) ||
+          escaped || sc.i - 1 == at)
+        return PFP__SCAN_UNSURE;
+      *name_at = at;
+      *name_len = sc.i - 1 - at;
+      have_name = 1;
+    } else if (key_len == 4 && memcmp(line + key, "args", 4) == 0 &&
+               !have_args) {
+      if (sc.i >= len || sc.s[sc.i] != '{' || !scan_object(&sc, 0))
+        return PFP__SCAN_UNSURE;
+      have_args = 1;
+    } else {
+      return PFP__SCAN_UNSURE;
+    }
+    skip_space(&sc);
+    if (sc.i >= len)
+      return PFP__SCAN_UNSURE;
+    if (sc.s[sc.i] == '}')
+      break;
+    if (sc.s[sc.i] != ',')
+      return PFP__SCAN_UNSURE;
+    sc.i++;
+  }
+  sc.i++;
+  skip_space(&sc);
+  return sc.i == len && have_name ? PFP__SCAN_SURE : PFP__SCAN_UNSURE;
+}
