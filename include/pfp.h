@@ -257,6 +257,17 @@ PFP_API int pfp_set_keep_records(pfp_processor *p, int keep);
 typedef int (*pfp_feed_fn)(void *userdata, const char **name, json_t **args);
 PFP_API int pfp_set_feed(pfp_processor *p, pfp_feed_fn fn, void *userdata);
 
+/* The same with each job's args as JSON text (NULL means {}), as
+** pfp_register takes them: *name and *args_json need only last until the
+** feed's next call.  pfp checks the text before the job runs (a bad one
+** fails the run with PFP_EFEED) and the child decodes it, so the host never
+** builds the args: the cheaper feed when jobs arrive as text.  Setting
+** either kind of feed replaces the other. */
+typedef int (*pfp_feed_text_fn)(void *userdata, const char **name,
+                                const char **args_json);
+PFP_API int pfp_set_feed_text(pfp_processor *p, pfp_feed_text_fn fn,
+                              void *userdata);
+
 /* The descriptor the feed reads its jobs from, polled while the feed
 ** waits (PFP_FEED_WAIT).  -1 (the default): the feed never waits.  pfp only
 ** polls it; the caller keeps it open and closes it. */

@@ -233,10 +233,35 @@ static void lift_memory_limit(lua_State *L) {
   }
 }
 
+/* Replaces args given as JSON text (the host checked it and left the
+** decoding to the child) with the table it stands for.  Args are always
+** a table otherwise, so a string can mean nothing else. */
+static void decode_args(lua_State *L, int args) {
+  if (lua_type(L, args) != LUA_TSTRING)
+    return;
+  size_t len;
+  const char *text = lua_tolstring(L, args, &len);
+  char *msg = NULL;
+  json_t *v = pfp__parse_object(text, len, "args", &msg);
+  if (v == NULL) {
+    lua_pushstring(L, msg ? msg : "out of memory");
+    free(msg);
+    lua_error(L);
+  }
+  /* A memory error in here leaves v unfreed: the child is about to
+  ** report it and end, or (a reused worker) loses those bytes only. */
+  int rc = pfp__push_json(L, v);
+  json_decref(v);
+  if (rc != 0)
+    luaL_error(L, "args nested deeper than %d levels", PFP_MAX_DEPTH);
+  lua_replace(L, args);
+}
+
 /* The child's whole body, under lua_pcall, so that no Lua error (a strict
 ** _ENV, a metamethod, memory) can unwind into the host's code.  Arguments:
 ** context, function, args. */
 static int child_body(lua_State *L) {
+  decode_args(L, 3);
   lua_pushstring(L, job.name);
   lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_NAME);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);

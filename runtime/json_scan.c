@@ -236,9 +236,18 @@ static int scan_value(scan *sc, int depth) {
   }
 }
 
-int pfp__scan_job_line(const char *line, size_t len, size_t *name_at,
-                       size_t *name_len) {
+int pfp__scan_object(const char *text, size_t len) {
+  scan sc = {(const unsigned char *)text, len, 0};
+  skip_space(&sc);
+  if (sc.i >= len || sc.s[sc.i] != '{' || !scan_object(&sc, 0))
+    return PFP__SCAN_UNSURE;
+  skip_space(&sc);
+  return sc.i == len ? PFP__SCAN_SURE : PFP__SCAN_UNSURE;
+}
+
+int pfp__scan_job_line(const char *line, size_t len, pfp__job_span *job) {
   scan sc = {(const unsigned char *)line, len, 0};
+  job->args_at = job->args_len = 0;
   int have_name = 0, have_args = 0;
   skip_space(&sc);
   if (sc.i == len)
@@ -266,13 +275,16 @@ int pfp__scan_job_line(const char *line, size_t len, size_t *name_at,
       if (sc.i >= len || sc.s[sc.i] != '"' || !scan_string(&sc, &escaped) ||
           escaped || sc.i - 1 == at)
         return PFP__SCAN_UNSURE;
-      *name_at = at;
-      *name_len = sc.i - 1 - at;
+      job->name_at = at;
+      job->name_len = sc.i - 1 - at;
       have_name = 1;
     } else if (key_len == 4 && memcmp(line + key, "args", 4) == 0 &&
                !have_args) {
+      size_t at = sc.i;
       if (sc.i >= len || sc.s[sc.i] != '{' || !scan_object(&sc, 0))
         return PFP__SCAN_UNSURE;
+      job->args_at = at;
+      job->args_len = sc.i - at;
       have_args = 1;
     } else {
       return PFP__SCAN_UNSURE;

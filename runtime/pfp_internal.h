@@ -211,13 +211,22 @@ int pfp__parse_job_line(const char *line, size_t len, const char *source,
 /* ---- json_scan.c ------------------------------------------------------ */
 
 enum { PFP__SCAN_UNSURE, PFP__SCAN_SURE, PFP__SCAN_BLANK };
+
+/* Where a jobs line's parts are: its function name (no escapes in it) and
+** its args object (args_len 0: the line has none). */
+typedef struct pfp__job_span {
+  size_t name_at, name_len, args_at, args_len;
+} pfp__job_span;
+
 /* Checks a jobs line without building anything.  PFP__SCAN_SURE: the line
-** is one pfp__parse_job_line accepts, and the function name is the
-** *name_len bytes at line + *name_at (no escapes in them).  PFP__SCAN_BLANK:
-** it skips the line.  PFP__SCAN_UNSURE: only pfp__parse_job_line can tell
-** (and give the message). */
-int pfp__scan_job_line(const char *line, size_t len, size_t *name_at,
-                       size_t *name_len);
+** is one pfp__parse_job_line accepts, its parts where *job says.
+** PFP__SCAN_BLANK: it skips the line.  PFP__SCAN_UNSURE: only
+** pfp__parse_job_line can tell (and give the message). */
+int pfp__scan_job_line(const char *line, size_t len, pfp__job_span *job);
+
+/* The same for args text: PFP__SCAN_SURE when pfp__parse_object accepts it,
+** else PFP__SCAN_UNSURE. */
+int pfp__scan_object(const char *text, size_t len);
 
 /* Lines from a descriptor (a jobs file, or a pipe that delivers slowly). */
 typedef struct pfp__line_reader {

@@ -45,7 +45,7 @@ typedef struct run {
   const char *jobs_name;
   size_t jobs_line;
   pfp__buf checked_name; /* the last name validate_jobs_file looked up */
-  char *fed_name;
+  pfp__buf fed; /* the job the feed handed out last: "name\0args" */
 } run;
 
 static volatile sig_atomic_t got_signal;
@@ -328,28 +328,75 @@ static int next_line(run *r, const char **line, size_t *len, char **msg) {
   return rc;
 }
 
-/* Reads the next job; returns 1, 0 at the end, PFP_FEED_WAIT when a pipe
-** has no whole line yet, -1 with *msg. */
-static int next_job(run *r, char **name, json_t **args, char **msg) {
+/* The next job as pfp_set_feed_text takes it: its name and args text (in
+** r->fed, until the next call).  A line the scanner is sure of is cut into
+** its parts; jansson parses the others, and their args go back to text.
+** Returns 1, 0 at the end, PFP_FEED_WAIT when a pipe has no whole line
+** yet, -1 with *msg. */
+static int next_job(run *r, const char **name, const char **args,
+                    char **msg) {
   for (;;) {
     const char *line;
     size_t len;
     int rc = next_line(r, &line, &len, msg);
     if (rc != 1)
       return rc;
-    rc = pfp__parse_job_line(line, len, r->jobs_name, r->jobs_line, name,
-                             args, msg);
-    if (rc != 1)
-      return rc == 0 ? 1 : -1;
+    pfp__job_span job;
+    const char *name_at, *args_at;
+    size_t name_len, args_len;
+    char *parsed_name = NULL, *dumped = NULL;
+    switch (pfp__scan_job_line(line, len, &job)) {
+    case PFP__SCAN_BLANK:
+      continue;
+    case PFP__SCAN_SURE:
+      name_at = line + job.name_at;
+      name_len = job.name_len;
+      args_at = job.args_len ? line + job.args_at : NULL;
+      args_len = job.args_len;
+      break;
+    default: {
+      json_t *parsed_args = NULL;
+      rc = pfp__parse_job_line(line, len, r->jobs_name, r->jobs_line,
+                               &parsed_name, &parsed_args, msg);
+      if (rc == 1)
+        continue;
+      if (rc < 0)
+        return -1;
+      /* jansson writes reals with 17 digits: the same values come back. */
+      dumped = parsed_args ? json_dumps(parsed_args, JSON_COMPACT) : NULL;
+      json_decref(parsed_args);
+      if (parsed_args != NULL && dumped == NULL) {
+        free(parsed_name);
+        *msg = pfp__strdup("out of memory");
+        return -1;
+      }
+      name_at = parsed_name;
+      name_len = strlen(parsed_name);
+      args_at = dumped;
+      args_len = dumped ? strlen(dumped) : 0;
+    }
+    }
+    /* "name\0args\0" */
+    r->fed.len = 0;
+    int failed = pfp__buf_append(&r->fed, name_at, name_len) != 0 ||
+                 pfp__buf_append(&r->fed, "", 1) != 0 ||
+                 pfp__buf_append(&r->fed, args_at, args_len) != 0;
+    free(parsed_name);
+    free(dumped);
+    if (failed) {
+      *msg = pfp__strdup("out of memory");
+      return -1;
+    }
+    *name = r->fed.data;
+    *args = args_at ? r->fed.data + name_len + 1 : NULL;
+    return 1;
   }
 }
 
-static int feed(void *ud, const char **name, json_t **args) {
+static int feed(void *ud, const char **name, const char **args) {
   run *r = ud;
   char *msg = NULL;
-  free(r->fed_name);
-  r->fed_name = NULL;
-  int rc = next_job(r, &r->fed_name, args, &msg);
+  int rc = next_job(r, name, args, &msg);
   if (rc < 0) {
     pfp_feed_error(r->p, msg ? msg : "out of memory");
     free(msg);
@@ -357,7 +404,6 @@ static int feed(void *ud, const char **name, json_t **args) {
   }
   /* The processor checks the name; an unknown one ends the run with
   ** PFP_ENOFUNC, reported by main() with this line's place. */
-  *name = r->fed_name;
   return rc;
 }
 
@@ -388,12 +434,12 @@ static int validate_jobs_file(run *r) {
   char *msg = NULL;
   int rc;
   while ((rc = next_line(r, &line, &len, &msg)) == 1) {
-    size_t name_at, name_len;
-    int scan = pfp__scan_job_line(line, len, &name_at, &name_len);
+    pfp__job_span job;
+    int scan = pfp__scan_job_line(line, len, &job);
     if (scan == PFP__SCAN_BLANK)
       continue;
     if (scan == PFP__SCAN_SURE) {
-      if (check_name(r, line + name_at, name_len) != 0)
+      if (check_name(r, line + job.name_at, job.name_len) != 0)
         return -1;
       continue;
     }
@@ -698,7 +744,7 @@ int main(int argc, char **argv) {
   ** a script stuck while loading can still be interrupted. */
   install_signal_handlers(r.p);
   if (r.jobs_fd >= 0) {
-    pfp_set_feed(r.p, feed, &r);
+    pfp_set_feed_text(r.p, feed, &r);
     pfp_set_feed_fd(r.p, r.jobs_fd);
   }
 
@@ -734,7 +780,7 @@ done:
   free(r.waiting);
   pfp__buf_free(&r.out);
   pfp__buf_free(&r.tail);
-  free(r.fed_name);
+  pfp__buf_free(&r.fed);
   signal_target = NULL;
   pfp_processor_destroy(r.p);
   return status;

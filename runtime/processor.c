@@ -24,8 +24,9 @@ typedef struct registration {
   int fn_ref;   /* LUA_NOREF: look the function up by name */
   int args_ref; /* LUA_NOREF: build args from args_json or args_text */
   json_t *args_json;
-  /* pfp_register's text, checked and kept as text: a parsed object costs
-  ** ten times its size while it waits for its run. */
+  /* pfp_register's text, or a text feed's, checked and kept as text: a
+  ** parsed object costs ten times its size while it waits for its run,
+  ** and the child decodes it (see push_job_protected). */
   char *args_text;
   int name_shared; /* name belongs to the registration before this one */
 } registration;
@@ -54,6 +55,7 @@ struct pfp_processor {
   void *on_idle_ud;
   int keep_records;
   pfp_feed_fn feed;
+  pfp_feed_text_fn feed_text; /* at most one of the two is set */
   void *feed_ud;
   /* The last fed name found to be a function in this run: a feed usually
   ** names one function again and again, and looking it up costs a
@@ -575,16 +577,23 @@ int pfp_register_json(pfp_processor *p, const char *name, json_t *args) {
 int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
   if (args_json == NULL)
     return pfp_register_json(p, name, NULL);
-  char *msg = NULL;
-  char *what = pfp__strdupf("args of '%s'", name ? name : "");
-  if (what == NULL)
-    return set_error(p, PFP_ENOMEM, NULL);
-  json_t *v = pfp__parse_object(args_json, strlen(args_json), what, &msg);
-  free(what);
-  if (v == NULL)
-    return set_error(p, PFP_EJSON, msg);
-  int rc = check_registration(p, name, v);
-  json_decref(v);
+  size_t len = strlen(args_json);
+  int rc;
+  if (pfp__scan_object(args_json, len) == PFP__SCAN_SURE) {
+    rc = check_registration(p, name, NULL);
+  } else {
+    /* What the scanner leaves open, jansson settles (and words). */
+    char *msg = NULL;
+    char *what = pfp__strdupf("args of '%s'", name ? name : "");
+    if (what == NULL)
+      return set_error(p, PFP_ENOMEM, NULL);
+    json_t *v = pfp__parse_object(args_json, len, what, &msg);
+    free(what);
+    if (v == NULL)
+      return set_error(p, PFP_EJSON, msg);
+    rc = check_registration(p, name, v);
+    json_decref(v);
+  }
   if (rc != PFP_OK)
     return rc;
   char *text = pfp__strdup(args_json);
@@ -675,8 +684,20 @@ int pfp_set_keep_records(pfp_processor *p, int keep) {
 
 int pfp_set_feed(pfp_processor *p, pfp_feed_fn fn, void *userdata) {
   p->feed = fn;
+  p->feed_text = NULL;
   p->feed_ud = userdata;
   return ok(p);
+}
+
+int pfp_set_feed_text(pfp_processor *p, pfp_feed_text_fn fn, void *userdata) {
+  p->feed_text = fn;
+  p->feed = NULL;
+  p->feed_ud = userdata;
+  return ok(p);
+}
+
+static int has_feed(const pfp_processor *p) {
+  return p->feed != NULL || p->feed_text != NULL;
 }
 
 int pfp_set_feed_fd(pfp_processor *p, int fd) {
@@ -700,6 +721,8 @@ static int push_job_protected(lua_State *L) {
     push_function(L, r->name);
   if (r->args_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->args_ref);
+  else if (r->args_text != NULL)
+    lua_pushstring(L, r->args_text); /* checked text: the child decodes it */
   else if (r->args_json != NULL) {
     if (pfp__push_json(L, r->args_json) != 0)
       return luaL_error(L, "args nested deeper than %d levels", PFP_MAX_DEPTH);
@@ -709,35 +732,23 @@ static int push_job_protected(lua_State *L) {
 }
 
 /* Takes the next job: a registration, or one from the feed (then *fed is
-** filled: its name borrowed from the feed until its next call, its args a
-** new reference the caller releases).  Returns 1 with *r set, 0 when there
-** are no more jobs, PFP_FEED_WAIT, or a negative code with the processor's
-** message set. */
+** filled: its name and any args text borrowed from the feed until its next
+** call, any args_json a new reference the caller releases).  Returns 1
+** with *r set, 0 when there are no more jobs, PFP_FEED_WAIT, or a negative
+** code with the processor's message set. */
 static int take_next(pfp_processor *p, registration *fed, registration **r) {
   if (p->next_reg < p->nregs) {
-    registration *reg = &p->regs[p->next_reg++];
-    *r = reg;
-    if (reg->args_text == NULL)
-      return 1;
-    /* Parsed again for its run (it parsed once already, when registered),
-    ** and handed on as a fed job's args are. */
-    char *msg = NULL;
-    *fed = *reg;
-    fed->args_text = NULL;
-    fed->args_json = pfp__parse_object(reg->args_text, strlen(reg->args_text),
-                                       "args", &msg);
-    if (fed->args_json == NULL)
-      return set_error(p, PFP_ENOMEM, msg);
-    *r = fed;
+    *r = &p->regs[p->next_reg++];
     return 1;
   }
-  if (p->feed == NULL)
+  if (!has_feed(p))
     return 0;
-  const char *fed_name = NULL;
+  const char *fed_name = NULL, *text = NULL;
   json_t *args = NULL;
   free(p->feed_msg);
   p->feed_msg = NULL;
-  int rc = p->feed(p->feed_ud, &fed_name, &args);
+  int rc = p->feed ? p->feed(p->feed_ud, &fed_name, &args)
+                   : p->feed_text(p->feed_ud, &fed_name, &text);
   if (rc == 0)
     return 0;
   if (rc == PFP_FEED_WAIT) {
@@ -762,6 +773,18 @@ static int take_next(pfp_processor *p, registration *fed, registration **r) {
            PFP_MAX_DEPTH);
     return PFP_EFEED;
   }
+  if (text != NULL && pfp__scan_object(text, strlen(text)) != PFP__SCAN_SURE) {
+    /* What the scanner leaves open, jansson settles (and words). */
+    char *msg = NULL;
+    json_t *v = pfp__parse_object(text, strlen(text), "args", &msg);
+    if (v == NULL) {
+      errorf(p, PFP_EFEED, "job feed: '%s': %s", fed_name ? fed_name : "",
+             msg ? msg : "out of memory");
+      free(msg);
+      return PFP_EFEED;
+    }
+    json_decref(v);
+  }
   if (fed_name == NULL || p->fed_checked == NULL ||
       strcmp(fed_name, p->fed_checked) != 0) {
     if (pfp__check_function(p, fed_name) != PFP_OK) {
@@ -775,6 +798,7 @@ static int take_next(pfp_processor *p, registration *fed, registration **r) {
   fed->fn_ref = LUA_NOREF;
   fed->args_ref = LUA_NOREF;
   fed->args_json = args;
+  fed->args_text = (char *)text;
   *r = fed;
   return 1;
 }
@@ -817,10 +841,21 @@ static int remote_next(void *ud, const char **name, json_t **args,
   if (taken != 1)
     return taken;
   *name = r->name;
-  /* A fed job's args are already a new reference; a registration's are
-  ** lent for as long as the message takes to write. */
-  *args = r == &fed ? fed.args_json
-                    : r->args_json ? json_incref(r->args_json) : NULL;
+  if (r->args_text != NULL) {
+    /* The server's children take args as JSON values: checked text, so
+    ** only memory can fail. */
+    char *msg = NULL;
+    *args = pfp__parse_object(r->args_text, strlen(r->args_text), "args",
+                              &msg);
+    free(msg);
+    if (*args == NULL)
+      return set_error(p, PFP_ENOMEM, NULL);
+  } else {
+    /* A fed job's args are already a new reference; a registration's are
+    ** lent for as long as the message takes to write. */
+    *args = r == &fed ? fed.args_json
+                      : r->args_json ? json_incref(r->args_json) : NULL;
+  }
   *index = p->next_index++;
   return 1;
 }
@@ -864,7 +899,7 @@ static int exec_idle(void *ud) {
 
 static size_t exec_remaining(void *ud) {
   pfp_processor *p = ud;
-  return p->feed != NULL ? SIZE_MAX : p->nregs - p->next_reg;
+  return has_feed(p) ? SIZE_MAX : p->nregs - p->next_reg;
 }
 
 static int new_table_protected(lua_State *L) {
@@ -926,7 +961,7 @@ int pfp_execute(pfp_processor *p) {
 
   /* Without a feed the job count is known: no more slots than jobs. */
   unsigned jobs = p->jobs;
-  if (p->feed == NULL && p->nregs < jobs)
+  if (!has_feed(p) && p->nregs < jobs)
     jobs = p->nregs > 0 ? (unsigned)p->nregs : 1;
   pfp__exec_opts opts = {.jobs = jobs,
                          .timeout = p->timeout,
@@ -935,7 +970,7 @@ int pfp_execute(pfp_processor *p) {
                          .memory_limit = p->memory_limit,
                          .wake_fd = p->wake[0],
                          .wake_write_fd = p->wake[1],
-                         .feed_fd = p->feed ? p->feed_fd : -1,
+                         .feed_fd = has_feed(p) ? p->feed_fd : -1,
                          .reuse = p->reuse,
                          .interrupt_flag = &p->interrupt_flag};
   char *msg = NULL;
@@ -1151,6 +1186,7 @@ void pfp__processor_become_server(pfp_processor *p, int wake_r, int wake_w) {
   p->on_record = NULL;
   p->on_record_ud = NULL;
   p->feed = NULL;
+  p->feed_text = NULL;
   p->feed_ud = NULL;
   p->feed_fd = -1;
   free(p->feed_msg);

@@ -440,6 +440,77 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* Jobs as JSON text: settled by pfp's scanner, by jansson (an integer of
+** 19 digits, escapes), or refused. */
+static const char *const TEXT_JOBS[] = {
+    "{\"a\": 1, \"b\": [true, null, 2.5]}",
+    NULL,
+    "{\"big\": 9223372036854775807, \"tiny\": 5e-324, \"s\": \"caf\\u00e9\","
+    " \"nested\": {\"k\": [{}]}}",
+    " {} ",
+};
+
+typedef struct text_feed {
+  size_t next, bad_at;
+} text_feed;
+
+static int feed_text_jobs(void *ud, const char **name, const char **args) {
+  text_feed *f = ud;
+  size_t count = sizeof TEXT_JOBS / sizeof *TEXT_JOBS;
+  if (f->next == f->bad_at) {
+    f->next++;
+    *name = "echo";
+    *args = "{\"a\": 1, \"a\": 2}";
+    return 1;
+  }
+  if (f->next >= count)
+    return 0;
+  *name = "echo";
+  *args = TEXT_JOBS[f->next++];
+  return 1;
+}
+
+static void test_feed_text(void) {
+  pfp_processor *p = NULL;
+  json_t *expected[sizeof TEXT_JOBS / sizeof *TEXT_JOBS] = {NULL};
+  size_t count = sizeof TEXT_JOBS / sizeof *TEXT_JOBS;
+  for (size_t i = 0; i < count; i++) {
+    expected[i] = TEXT_JOBS[i] ? json_loads(TEXT_JOBS[i], 0, NULL)
+                               : json_object();
+    CHECK(expected[i] != NULL);
+  }
+  /* One fork per call, then reused workers: the same exact values. */
+  for (unsigned reuse = 0; reuse <= 8; reuse += 8) {
+    text_feed f = {0, (size_t)-1};
+    p = new_loaded();
+    CHECK(p != NULL);
+    CHECK_RC(p, pfp_set_reuse(p, reuse));
+    CHECK_RC(p, pfp_set_feed_text(p, feed_text_jobs, &f));
+    CHECK_EXEC(p, 0);
+    CHECK(pfp_record_count(p) == count);
+    for (size_t i = 0; i < count; i++) {
+      const json_t *got = pfp_record_result(pfp_record_at(p, i));
+      if (!json_equal(got, expected[i]))
+        dump_records(p);
+      CHECK(json_equal(got, expected[i]));
+    }
+    /* Bad text stops the run before that job runs, naming the function. */
+    f.next = 0;
+    f.bad_at = 2;
+    CHECK_EXEC(p, PFP_EFEED);
+    CHECK(strstr(pfp_errmsg(p), "job feed: 'echo'") != NULL);
+    CHECK(strstr(pfp_errmsg(p), "duplicate") != NULL);
+    CHECK(pfp_record_count(p) == 2);
+    CHECK(no_children_left());
+    pfp_processor_destroy(p);
+    p = NULL;
+  }
+out:
+  for (size_t i = 0; i < count; i++)
+    json_decref(expected[i]);
+  pfp_processor_destroy(p);
+}
+
 static void test_record_to_json(void) {
   pfp_processor *p = new_loaded();
   char *text = NULL;
@@ -714,6 +785,8 @@ int main(void) {
   run_test("pfp_interrupt stops a run and leaves nothing running",
            test_interrupt);
   run_test("a job feed supplies registrations lazily", test_feed);
+  run_test("a text feed's args reach the function exactly; bad text stops "
+           "the run", test_feed_text);
   run_test("a record as JSON text", test_record_to_json);
   run_test("no leaked descriptors or zombies over repeated runs",
            test_no_leaked_fds_or_zombies_over_runs);

@@ -12,10 +12,11 @@
 #include "tap.h"
 
 static int scan(const char *line, const char *name) {
-  size_t at = 0, len = 0;
-  int rc = pfp__scan_job_line(line, strlen(line), &at, &len);
+  pfp__job_span job;
+  int rc = pfp__scan_job_line(line, strlen(line), &job);
   if (rc == PFP__SCAN_SURE &&
-      (name == NULL || len != strlen(name) || memcmp(line + at, name, len)))
+      (name == NULL || job.name_len != strlen(name) ||
+       memcmp(line + job.name_at, name, job.name_len) != 0))
     return -1; /* sure, but of the wrong name */
   return rc;
 }

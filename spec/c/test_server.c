@@ -471,6 +471,42 @@ out:
   pfp_processor_destroy(served);
 }
 
+/* The same jobs as text (pfp_set_feed_text). */
+static int feed_text_jobs(void *ud, const char **name, const char **args) {
+  static char text[64];
+  json_t *v = NULL;
+  int rc = feed_jobs(ud, name, &v);
+  if (rc == 1) {
+    snprintf(text, sizeof text, "{\"a\": %lld, \"b\": 0}",
+             (long long)json_integer_value(json_object_get(v, "a")));
+    *args = text;
+  }
+  json_decref(v);
+  return rc;
+}
+
+static void test_feed_text(void) {
+  pfp_processor *plain = new_loaded(0), *served = new_loaded(1);
+  feed_state fa = {0, 30, 0, 0, NULL, -1, 0}, fb = fa;
+  CHECK(plain != NULL && served != NULL);
+  fa.p = plain;
+  fb.p = served;
+  BOTH(pfp_register(plain, "add", "{\"a\": -1, \"b\": 0}"),
+       pfp_register(served, "add", "{\"a\": -1, \"b\": 0}"));
+  BOTH(pfp_set_feed_text(plain, feed_text_jobs, &fa),
+       pfp_set_feed_text(served, feed_text_jobs, &fb));
+  BOTH(pfp_execute(plain), pfp_execute(served));
+  CHECK(pfp_record_count(served) == 31);
+  CHECK(same_records(plain, served));
+  for (size_t i = 0; i < 31; i++)
+    CHECK(json_integer_value(json_object_get(
+              pfp_record_result(pfp_record_at(served, i)), "sum")) ==
+          (json_int_t)i - 1);
+out:
+  pfp_processor_destroy(plain);
+  pfp_processor_destroy(served);
+}
+
 /* A feed that waits on a descriptor: each record lets one more job in. */
 static void test_waiting_feed(void) {
   pfp_processor *p = new_loaded(1);
@@ -766,6 +802,7 @@ int main(void) {
   run_test("a job feed runs through the server, and its failures are the "
            "same",
            test_feed);
+  run_test("a text feed gives the same records with a server", test_feed_text);
   run_test("a feed that waits on a descriptor", test_waiting_feed);
   run_test("runs again; records need not be kept",
            test_two_runs_and_unkept_records);

@@ -141,7 +141,9 @@ typedef char *(*parser)(const char *text, size_t len, size_t line_no);
 static char *parse_argument(const char *text, size_t len, size_t line_no) {
   char *msg = NULL;
   (void)line_no;
+  int scan = pfp__scan_object(text, len);
   json_t *v = pfp__parse_object(text, len, "argument 1 (f)", &msg);
+  FUZZ_CHECK(scan == PFP__SCAN_UNSURE || (scan == PFP__SCAN_SURE && v != NULL));
   if (v == NULL) {
     FUZZ_CHECK(msg != NULL);
     return msg;
@@ -157,14 +159,24 @@ static char *parse_argument(const char *text, size_t len, size_t line_no) {
 static char *parse_job(const char *text, size_t len, size_t line_no) {
   char *name = NULL, *msg = NULL;
   json_t *args = NULL;
-  size_t name_at = 0, name_len = 0;
-  int scan = pfp__scan_job_line(text, len, &name_at, &name_len);
+  pfp__job_span job;
+  int scan = pfp__scan_job_line(text, len, &job);
   int rc = pfp__parse_job_line(text, len, "jobs.jsonl", line_no, &name, &args,
                                &msg);
-  if (scan == PFP__SCAN_SURE)
-    FUZZ_CHECK(rc == 0 && strlen(name) == name_len &&
-               memcmp(name, text + name_at, name_len) == 0);
-  else if (scan == PFP__SCAN_BLANK)
+  if (scan == PFP__SCAN_SURE) {
+    FUZZ_CHECK(rc == 0 && strlen(name) == job.name_len &&
+               memcmp(name, text + job.name_at, job.name_len) == 0);
+    /* The args span is the args object, and the same one. */
+    FUZZ_CHECK((job.args_len == 0) == (args == NULL));
+    if (args != NULL) {
+      FUZZ_CHECK(pfp__scan_object(text + job.args_at, job.args_len) ==
+                 PFP__SCAN_SURE);
+      json_t *again = json_loadb(text + job.args_at, job.args_len,
+                                 JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+      FUZZ_CHECK(again != NULL && json_equal(again, args));
+      json_decref(again);
+    }
+  } else if (scan == PFP__SCAN_BLANK)
     FUZZ_CHECK(rc == 1);
   else
     FUZZ_CHECK(scan == PFP__SCAN_UNSURE);

@@ -676,6 +676,42 @@ return M
       end
     end)
 
+    it("hands every line's args over exactly, whether pfp's scanner or jansson reads the line", function()
+      local s = script([[
+function check(q, context, args)
+  return {
+    big = args.big == math.maxinteger and math.type(args.big) == "integer",
+    small = args.small == -42 and math.type(args.small) == "integer",
+    real = args.r == 1e300 and math.type(args.r) == "float",
+    one = math.type(args.one) == "float",
+    text = args["caf\u{e9}"] == "tab\t\u{1F600}",
+    nested = #args.list == 3 and args.list[3].k == true,
+    keys = args.a,
+  }
+end
+]])
+      local lines = {
+        -- jansson reads the first line (a 19-digit integer, escapes); the scanner settles the others
+        '{"function": "check", "args": {"big": 9223372036854775807, "small": -42, "r": 1e300, "one": 1.0, ' ..
+          '"caf\\u00e9": "tab\\t\\ud83d\\ude00", "list": [1, "x", {"k": true}], "a": 1}}',
+        '{"function": "check", "args": {"small": -42, "one": 1.0, "list": [1, "x", {"k": true}], "a": 2}}',
+        '{"args": {"small": -42, "one": 1.0, "list": [1, "x", {"k": true}], "a": 3}, "function": "check"}',
+      }
+      local jobs = tmpfile(table.concat(lines, "\n") .. "\n")
+      for _, from_stdin in ipairs{ false, true } do
+        local argv = { "--jobs-file", from_stdin and "-" or jobs, s }
+        local records, _, err, code = run_json(argv, from_stdin and H.slurp(jobs) or nil)
+        assert.are.equal(0, code, err)
+        assert.are.equal(3, #records)
+        assert.are.same({ big = true, small = true, real = true, one = true, text = true, nested = true, keys = 1 },
+          records[1].result)
+        for i = 2, 3 do
+          assert.are.same({ big = false, small = true, real = false, one = true, text = false, nested = true,
+            keys = i }, records[i].result)
+        end
+      end
+    end)
+
     it("runs a jobs file read from stdin (--jobs-file -), after the FUNCTION arguments", function()
       local s = script(square)
       local records, _, err, code = run_json({ "-j", "3", "--jobs-file", "-", s, 'square={"n":-1}' },
