@@ -54,7 +54,9 @@ int pfp__buf_reserve(pfp__buf *b, size_t extra) {
 }
 
 int pfp__buf_append(pfp__buf *b, const void *data, size_t len) {
-  if (pfp__buf_reserve(b, len) != 0)
+  /* Records are built of many small appends: the usual case, room to
+  ** spare, costs one comparison.  (cap >= len always; both 0 at first.) */
+  if (len >= b->cap - b->len && pfp__buf_reserve(b, len) != 0)
     return -1;
   if (len > 0)
     memcpy(b->data + b->len, data, len);
