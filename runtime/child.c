@@ -241,6 +241,10 @@ static void decode_args(lua_State *L, int args) {
     return;
   size_t len;
   const char *text = lua_tolstring(L, args, &len);
+  if (pfp__push_json_text(L, text, len) == 0) {
+    lua_replace(L, args);
+    return;
+  }
   char *msg = NULL;
   json_t *v = pfp__parse_object(text, len, "args", &msg);
   if (v == NULL) {
@@ -398,15 +402,18 @@ static char *take_output(int fd, size_t *len) {
   return data;
 }
 
-void pfp__worker_run(lua_State *L, int context, int batch, size_t first,
-                     size_t count, char *const *names, int result_fd,
+void pfp__worker_run(lua_State *L, int context, const pfp__batch *batch,
+                     size_t first, size_t count, int result_fd,
                      size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
   for (size_t k = first; k < count; k++) {
-    lua_rawgeti(L, batch, (lua_Integer)(2 * k + 1));
-    lua_rawgeti(L, batch, (lua_Integer)(2 * k + 2));
+    lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 1));
+    if (batch->text_at[k] != PFP__NO_TEXT)
+      lua_pushstring(L, batch->texts + batch->text_at[k]); /* decode_args */
+    else
+      lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 2));
     int top = lua_gettop(L);
-    run_job(L, context, top - 1, top, names[k]);
+    run_job(L, context, top - 1, top, batch->names[k]);
     lua_pop(L, 2);
     fflush(stdout);
     fflush(stderr);

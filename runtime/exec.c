@@ -71,6 +71,12 @@ typedef struct slot {
   ** one. */
   char **batch_names;   /* owned, NULL once handed to a record */
   size_t *batch_index;
+  /* Args given as text, kept here rather than as Lua strings: copying
+  ** them costs the host less than interning them, and the worker decodes
+  ** them.  batch_text_at[k]: job k's offset in batch_text, or
+  ** PFP__NO_TEXT when its args are in the Lua table. */
+  pfp__buf batch_text;
+  size_t *batch_text_at;
   size_t batch_len, batch_cap, batch_done;
   size_t timed_out_job; /* batch position that timed out */
   int out_file, err_file; /* the worker's stdout and stderr (memfds) */
@@ -89,6 +95,7 @@ typedef struct exec_state {
   int pending;       /* a job taken from `next` waits for resources */
   char *pending_name;
   size_t pending_index;
+  const char *pending_text; /* args as text (reused workers), or NULL */
   int stop_code;     /* first reason to stop, 0 while running normally */
   char *errmsg;
   char *chunk;       /* READ_CHUNK bytes */
@@ -189,9 +196,12 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   int top = lua_gettop(e->L);
-  if (reusing(e))
-    pfp__worker_run(e->L, e->context, top, s->batch_done, s->batch_len,
-                    s->batch_names, result, e->opts->memory_limit);
+  if (reusing(e)) {
+    pfp__batch batch = {top, s->batch_names, s->batch_text.data,
+                        s->batch_text_at};
+    pfp__worker_run(e->L, e->context, &batch, s->batch_done, s->batch_len,
+                    result, e->opts->memory_limit);
+  }
   pfp__child_run(e->L, e->context, top - 1, top, s->name, result,
                  e->opts->memory_limit);
 }
@@ -227,6 +237,7 @@ static void slot_drop_batch(exec_state *e, slot *s) {
     s->batch_names[k] = NULL;
   }
   s->batch_len = s->batch_done = 0;
+  s->batch_text.len = 0;
   if (e->batches != 0) {
     lua_pushnil(e->L); /* the slot's entry exists, so this cannot fail */
     lua_rawseti(e->L, e->batches, (lua_Integer)(s - e->slots) + 1);
@@ -247,8 +258,11 @@ static void slot_free(exec_state *e, slot *s) {
   slot_drop_batch(e, s);
   free(s->batch_names);
   free(s->batch_index);
+  free(s->batch_text_at);
+  pfp__buf_free(&s->batch_text);
   s->batch_names = NULL;
   s->batch_index = NULL;
+  s->batch_text_at = NULL;
 }
 
 /* Errors that mean "not now": a later try, with fewer children running,
@@ -393,7 +407,10 @@ static int take_job(exec_state *e) {
     return 0;
   char *name = NULL;
   size_t index = 0;
-  int rc = e->hooks->next(e->hooks->ud, e->L, &name, &index);
+  const char *text = NULL;
+  /* Only a reused worker's batch takes args as text. */
+  int rc = e->hooks->next(e->hooks->ud, e->L, &name, &index,
+                          reusing(e) ? &text : NULL);
   if (rc == PFP_FEED_WAIT) {
     free(name);
     e->feed_waiting = 1;
@@ -403,6 +420,7 @@ static int take_job(exec_state *e) {
     e->pending = 1;
     e->pending_name = name;
     e->pending_index = index;
+    e->pending_text = text;
     return 1;
   }
   free(name);
@@ -531,7 +549,10 @@ static size_t fill_batch(exec_state *e, slot *s) {
     size_t *index = realloc(s->batch_index, want * sizeof *index);
     if (index != NULL)
       s->batch_index = index;
-    if (names == NULL || index == NULL) {
+    size_t *text_at = realloc(s->batch_text_at, want * sizeof *text_at);
+    if (text_at != NULL)
+      s->batch_text_at = text_at;
+    if (names == NULL || index == NULL || text_at == NULL) {
       set_error(e, PFP_ENOMEM, pfp__strdup("out of memory"));
       return 0;
     }
@@ -547,8 +568,24 @@ static size_t fill_batch(exec_state *e, slot *s) {
     return 0;
   }
   lua_rawgeti(L, e->batches, key);
+  s->batch_text.len = 0;
   size_t n = 0;
   while (n < want && take_job(e)) {
+    s->batch_text_at[n] = PFP__NO_TEXT;
+    if (e->pending_text != NULL) {
+      size_t at = s->batch_text.len;
+      if (pfp__buf_append(&s->batch_text, e->pending_text,
+                          strlen(e->pending_text) + 1) != 0) {
+        lua_pop(L, 2);
+        e->pending = 0;
+        char *name = e->pending_name;
+        e->pending_name = NULL;
+        e->pending_text = NULL;
+        fail_to_start(e, name, e->pending_index, "args", ENOMEM);
+        continue; /* take_job sees the stop, if there is one */
+      }
+      s->batch_text_at[n] = at;
+    }
     /* [batch, function, args]: stored in the preallocated array part. */
     lua_rawseti(L, -3, (lua_Integer)(2 * n + 2));
     lua_rawseti(L, -2, (lua_Integer)(2 * n + 1));
@@ -556,6 +593,7 @@ static size_t fill_batch(exec_state *e, slot *s) {
     s->batch_index[n] = e->pending_index;
     e->pending = 0;
     e->pending_name = NULL;
+    e->pending_text = NULL;
     n++;
   }
   lua_pop(L, 1);

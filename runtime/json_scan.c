@@ -1,5 +1,5 @@
 /*
-** json_scan.c — a JSON checker that builds nothing.
+** json_scan.c — a JSON checker that builds nothing, or Lua values only.
 **
 ** Checking a 100,000-line jobs file with jansson before the run costs as
 ** much as a third of the run: every line becomes a tree of json_t that is
@@ -12,8 +12,17 @@
 ** then gives the verdict and the message: so the two can never disagree,
 ** and every error message still comes from one place.  fuzz_inputs checks
 ** that "sure" is never said of text jansson refuses.
+**
+** Given a Lua state, the same walk also pushes the values (see
+** pfp__push_json_text): args text becomes a table without a json_t tree
+** in between, the same table pfp__push_json builds from jansson's tree.
+** fuzz_json_lua checks that the two agree.
 */
+#include <locale.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <lauxlib.h>
 
 #include "pfp_internal.h"
 
@@ -32,6 +41,7 @@
 typedef struct scan {
   const unsigned char *s;
   size_t n, i;
+  lua_State *L; /* NULL: check only; else push each value */
 } scan;
 
 static void skip_space(scan *sc) {
@@ -43,6 +53,77 @@ static void skip_space(scan *sc) {
 static int is_hex(unsigned c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
          (c >= 'A' && c <= 'F');
+}
+
+static unsigned hex_value(unsigned c) {
+  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* Pushes the string whose text (between the quotes, already checked) is
+** s[0..len): escapes decoded, \u to UTF-8 (no surrogates get here). */
+static void push_string(lua_State *L, const unsigned char *s, size_t len,
+                        int escaped) {
+  if (!escaped) {
+    lua_pushlstring(L, (const char *)s, len);
+    return;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, len); /* decoding never lengthens */
+  size_t n = 0;
+  for (size_t i = 0; i < len;) {
+    if (s[i] != '\\') {
+      out[n++] = (char)s[i++];
+      continue;
+    }
+    unsigned e = s[i + 1];
+    i += 2;
+    if (e != 'u') {
+      out[n++] = e == 'b' ? '\b' : e == 'f' ? '\f' : e == 'n' ? '\n'
+               : e == 'r' ? '\r' : e == 't' ? '\t' : (char)e;
+      continue;
+    }
+    unsigned cp = hex_value(s[i]) << 12 | hex_value(s[i + 1]) << 8 |
+                  hex_value(s[i + 2]) << 4 | hex_value(s[i + 3]);
+    i += 4;
+    if (cp < 0x80) {
+      out[n++] = (char)cp;
+    } else if (cp < 0x800) {
+      out[n++] = (char)(0xC0 | cp >> 6);
+      out[n++] = (char)(0x80 | (cp & 0x3F));
+    } else {
+      out[n++] = (char)(0xE0 | cp >> 12);
+      out[n++] = (char)(0x80 | (cp >> 6 & 0x3F));
+      out[n++] = (char)(0x80 | (cp & 0x3F));
+    }
+  }
+  luaL_pushresultsize(&b, n);
+}
+
+/* A number as jansson reads it: an integer unless it has a fraction or an
+** exponent; a real through strtod, with the decimal point of the C
+** locale whatever the process's locale is (as jansson does). */
+static void push_number(lua_State *L, const unsigned char *s, size_t len) {
+  char text[SCAN_NUMBER + 1];
+  int real = 0;
+  for (size_t k = 0; k < len; k++) {
+    text[k] = (char)s[k];
+    real |= s[k] == '.' || s[k] == 'e' || s[k] == 'E';
+  }
+  text[len] = '\0';
+  if (!real) {
+    /* At most 18 digits: no overflow. */
+    int negative = text[0] == '-';
+    lua_Integer v = 0;
+    for (size_t k = (size_t)negative; k < len; k++)
+      v = v * 10 + (text[k] - '0');
+    lua_pushinteger(L, negative ? -v : v);
+    return;
+  }
+  char point = localeconv()->decimal_point[0];
+  char *dot = strchr(text, '.');
+  if (dot != NULL && point != '.' && point != '\0')
+    *dot = point;
+  lua_pushnumber(L, (lua_Number)strtod(text, NULL));
 }
 
 /* A string at the opening quote.  *escaped tells whether it held a
@@ -89,6 +170,8 @@ static int scan_string(scan *sc, int *escaped) {
       i++;
     }
   }
+  if (sc->L != NULL)
+    push_string(sc->L, s + sc->i + 1, i - sc->i - 1, *escaped);
   sc->i = i + 1;
   return 1;
 }
@@ -129,6 +212,8 @@ static int scan_number(scan *sc) {
 #undef DIGIT
   if (i - start > SCAN_NUMBER)
     return 0;
+  if (sc->L != NULL)
+    push_number(sc->L, s + start, i - start);
   sc->i = i;
   return 1;
 }
@@ -137,21 +222,51 @@ static int scan_literal(scan *sc, const char *word, size_t len) {
   if (sc->n - sc->i < len || memcmp(sc->s + sc->i, word, len) != 0)
     return 0;
   sc->i += len;
+  if (sc->L == NULL)
+    return 1;
+  if (word[0] == 'n')
+    lua_pushlightuserdata(sc->L, NULL); /* null, as pfp__push_json */
+  else
+    lua_pushboolean(sc->L, word[0] == 't');
   return 1;
 }
 
 static int scan_value(scan *sc, int depth);
 
-/* An object at its '{': keys without escapes, none twice. */
+/* Makes the table of an object whose `count` keys and values lie on the
+** stack from index `first` on, set in their order (as pfp__push_json sets
+** jansson's, which keeps the order of the text), and leaves it in their
+** place. */
+static void build_object(lua_State *L, int first, size_t count) {
+  lua_createtable(L, 0, (int)count);
+  for (size_t k = 0; k < count; k++) {
+    lua_pushvalue(L, first + 2 * (int)k);
+    lua_pushvalue(L, first + 2 * (int)k + 1);
+    lua_rawset(L, -3);
+  }
+  lua_replace(L, first);
+  lua_settop(L, first);
+}
+
+/* An object at its '{': keys without escapes, none twice.  Building, its
+** keys and values go on the stack until the '}'. */
 static int scan_object(scan *sc, int depth) {
   struct {
     size_t at, len;
   } keys[SCAN_KEYS];
   size_t count = 0;
+  int first = 0;
+  if (sc->L != NULL) {
+    if (!lua_checkstack(sc->L, 2 * SCAN_KEYS + 8))
+      return 0;
+    first = lua_gettop(sc->L) + 1;
+  }
   sc->i++;
   skip_space(sc);
   if (sc->i < sc->n && sc->s[sc->i] == '}') {
     sc->i++;
+    if (sc->L != NULL)
+      lua_createtable(sc->L, 0, 0);
     return 1;
   }
   for (;;) {
@@ -179,6 +294,8 @@ static int scan_object(scan *sc, int depth) {
       return 0;
     if (sc->s[sc->i] == '}') {
       sc->i++;
+      if (sc->L != NULL)
+        build_object(sc->L, first, count);
       return 1;
     }
     if (sc->s[sc->i] != ',')
@@ -188,21 +305,35 @@ static int scan_object(scan *sc, int depth) {
   }
 }
 
+/* An array; built, a table with the array metatable, as pfp__push_json
+** makes one. */
 static int scan_array(scan *sc, int depth) {
+  lua_Integer count = 0;
+  if (sc->L != NULL) {
+    if (!lua_checkstack(sc->L, 8))
+      return 0;
+    lua_createtable(sc->L, 0, 0);
+  }
   sc->i++;
   skip_space(sc);
   if (sc->i < sc->n && sc->s[sc->i] == ']') {
     sc->i++;
+    if (sc->L != NULL)
+      luaL_setmetatable(sc->L, PFP__ARRAY_MT);
     return 1;
   }
   for (;;) {
     if (!scan_value(sc, depth + 1))
       return 0;
+    if (sc->L != NULL)
+      lua_rawseti(sc->L, -2, ++count);
     skip_space(sc);
     if (sc->i >= sc->n)
       return 0;
     if (sc->s[sc->i] == ']') {
       sc->i++;
+      if (sc->L != NULL)
+        luaL_setmetatable(sc->L, PFP__ARRAY_MT);
       return 1;
     }
     if (sc->s[sc->i] != ',')
@@ -237,7 +368,7 @@ static int scan_value(scan *sc, int depth) {
 }
 
 int pfp__scan_object(const char *text, size_t len) {
-  scan sc = {(const unsigned char *)text, len, 0};
+  scan sc = {(const unsigned char *)text, len, 0, NULL};
   skip_space(&sc);
   if (sc.i >= len || sc.s[sc.i] != '{' || !scan_object(&sc, 0))
     return PFP__SCAN_UNSURE;
@@ -246,7 +377,7 @@ int pfp__scan_object(const char *text, size_t len) {
 }
 
 int pfp__scan_job_line(const char *line, size_t len, pfp__job_span *job) {
-  scan sc = {(const unsigned char *)line, len, 0};
+  scan sc = {(const unsigned char *)line, len, 0, NULL};
   job->args_at = job->args_len = 0;
   int have_name = 0, have_args = 0;
   skip_space(&sc);
@@ -301,4 +432,17 @@ int pfp__scan_job_line(const char *line, size_t len, pfp__job_span *job) {
   sc.i++;
   skip_space(&sc);
   return sc.i == len && have_name ? PFP__SCAN_SURE : PFP__SCAN_UNSURE;
+}
+
+int pfp__push_json_text(lua_State *L, const char *text, size_t len) {
+  int base = lua_gettop(L);
+  scan sc = {(const unsigned char *)text, len, 0, L};
+  skip_space(&sc);
+  if (sc.i < len && sc.s[sc.i] == '{' && scan_object(&sc, 0)) {
+    skip_space(&sc);
+    if (sc.i == len)
+      return 0;
+  }
+  lua_settop(L, base);
+  return -1;
 }

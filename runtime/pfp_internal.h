@@ -228,6 +228,12 @@ int pfp__scan_job_line(const char *line, size_t len, pfp__job_span *job);
 ** else PFP__SCAN_UNSURE. */
 int pfp__scan_object(const char *text, size_t len);
 
+/* Pushes the table for args text that pfp__scan_object is sure of, the
+** same one pfp__push_json makes of jansson's reading, and returns 0; for
+** other text pushes nothing and returns -1 (then ask jansson).  Raises
+** only Lua's memory errors. */
+int pfp__push_json_text(lua_State *L, const char *text, size_t len);
+
 /* Lines from a descriptor (a jobs file, or a pipe that delivers slowly). */
 typedef struct pfp__line_reader {
   int fd;
@@ -352,13 +358,24 @@ void pfp__record_free(pfp_record *r);
 PFP__NORETURN void pfp__child_run(lua_State *L, int context, int fn, int args,
                                   const char *name, int result_fd,
                                   size_t memory_limit);
-/* A reused worker: runs jobs first..count-1 of the batch table at stack
-** index `batch` (function at 2k+1, args at 2k+2) one after another, each
-** followed by its output and a job-end frame, then leaves through _exit.
-** Its stdout and stderr must be seekable files (exec.c gives it memfds). */
-PFP__NORETURN void pfp__worker_run(lua_State *L, int context, int batch,
-                                   size_t first, size_t count,
-                                   char *const *names, int result_fd,
+/* A reused worker's jobs: function k at 2k+1 of the Lua table at stack
+** index `table`, its args at 2k+2, or, where text_at[k] is not
+** PFP__NO_TEXT, as JSON text at texts + text_at[k]. */
+#define PFP__NO_TEXT SIZE_MAX
+typedef struct pfp__batch {
+  int table;
+  char *const *names;
+  const char *texts;
+  const size_t *text_at;
+} pfp__batch;
+
+/* A reused worker: runs jobs first..count-1 of the batch one after
+** another, each followed by its output and a job-end frame, then leaves
+** through _exit.  Its stdout and stderr must be seekable files (exec.c
+** gives it memfds). */
+PFP__NORETURN void pfp__worker_run(lua_State *L, int context,
+                                   const pfp__batch *batch, size_t first,
+                                   size_t count, int result_fd,
                                    size_t memory_limit);
 
 /* The registered name of the call running in this child (NULL in the
@@ -390,13 +407,17 @@ typedef struct pfp__exec_opts {
 
 /* What to run comes from the caller: `next` pushes the function and its
 ** args table on L (2 values) and stores the registered name (a new string
-** the executor frees) and 0-based index.  It returns 1, 0 when there are no
+** the executor frees) and 0-based index.  When args_text is not NULL (a
+** reused worker's batch) it may instead push nil for the args and point
+** *args_text at checked JSON text, valid until its next call, which the
+** worker decodes.  It returns 1, 0 when there are no
 ** more jobs, PFP_FEED_WAIT when the next job is not ready before feed_fd is
 ** readable, or a negative PFP_E* code to stop.  `done` receives each
 ** finished record (ownership passes) and returns 0, or a negative PFP_E*
 ** code to stop (PFP_EABORT: the caller's callback asked for it). */
 typedef struct pfp__exec_hooks {
-  int (*next)(void *ud, lua_State *L, char **name, size_t *index);
+  int (*next)(void *ud, lua_State *L, char **name, size_t *index,
+              const char **args_text);
   int (*done)(void *ud, pfp_record *record);
   /* How many jobs `next` still has, or SIZE_MAX when unknown (a feed);
   ** sizes reused workers' batches.  May be NULL. */

@@ -25,8 +25,8 @@ typedef struct registration {
   int args_ref; /* LUA_NOREF: build args from args_json or args_text */
   json_t *args_json;
   /* pfp_register's text, or a text feed's, checked and kept as text: a
-  ** parsed object costs ten times its size while it waits for its run,
-  ** and the child decodes it (see push_job_protected). */
+  ** parsed object costs ten times its size while it waits for its run.
+  ** Decoded when it runs (see take_next). */
   char *args_text;
   int name_shared; /* name belongs to the registration before this one */
 } registration;
@@ -712,17 +712,24 @@ void pfp_feed_error(pfp_processor *p, const char *message) {
 
 /* ---- running ----------------------------------------------------------- */
 
-/* Pushes the function and args of registration (or fed job) r. */
+/* Pushes the function and args of registration (or fed job) r.  Text
+** args are decoded here (exec_next left only text the scanner is sure
+** of), or, third argument true, left for a reused worker (nil). */
 static int push_job_protected(lua_State *L) {
   registration *r = lua_touserdata(L, 2);
+  int text_beside = lua_toboolean(L, 3);
   if (r->fn_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
   else
     push_function(L, r->name);
   if (r->args_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->args_ref);
-  else if (r->args_text != NULL)
-    lua_pushstring(L, r->args_text); /* checked text: the child decodes it */
+  else if (r->args_text != NULL && text_beside)
+    lua_pushnil(L);
+  else if (r->args_text != NULL) {
+    if (pfp__push_json_text(L, r->args_text, strlen(r->args_text)) != 0)
+      return luaL_error(L, "not enough memory"); /* stack space */
+  }
   else if (r->args_json != NULL) {
     if (pfp__push_json(L, r->args_json) != 0)
       return luaL_error(L, "args nested deeper than %d levels", PFP_MAX_DEPTH);
@@ -733,18 +740,10 @@ static int push_job_protected(lua_State *L) {
 
 /* Takes the next job: a registration, or one from the feed (then *fed is
 ** filled: its name and any args text borrowed from the feed until its next
-** call, any args_json a new reference the caller releases).  Returns 1
-** with *r set, 0 when there are no more jobs, PFP_FEED_WAIT, or a negative
-** code with the processor's message set. */
-/* Text args are decoded in the host, before the fork, for one fork per
-** call: the child inherits the table for free, where decoding it itself
-** would cost every child page faults and a later start (measured: about
-** 30% more time per call).  Reused workers decode their own, off the
-** host's serial path.  A fork server's children take JSON values. */
-static int decode_in_host(const pfp_processor *p) {
-  return p->reuse == 0 || p->server != NULL;
-}
-
+** call, any args_json a new reference the caller releases).  With
+** json_only (a fork server's children take JSON values) text args are
+** decoded here.  Returns 1 with *r set, 0 when there are no more jobs,
+** PFP_FEED_WAIT, or a negative code with the processor's message set. */
 /* Replaces *r by *fed, a copy whose text args are decoded. */
 static int decode_args_text(pfp_processor *p, registration *fed,
                             registration **r) {
@@ -760,10 +759,11 @@ static int decode_args_text(pfp_processor *p, registration *fed,
   return fed->args_json != NULL ? 1 : set_error(p, PFP_ENOMEM, NULL);
 }
 
-static int take_next(pfp_processor *p, registration *fed, registration **r) {
+static int take_next(pfp_processor *p, registration *fed, registration **r,
+                     int json_only) {
   if (p->next_reg < p->nregs) {
     *r = &p->regs[p->next_reg++];
-    if ((*r)->args_text != NULL && decode_in_host(p))
+    if ((*r)->args_text != NULL && json_only)
       return decode_args_text(p, fed, r);
     return 1;
   }
@@ -826,27 +826,46 @@ static int take_next(pfp_processor *p, registration *fed, registration **r) {
   fed->args_json = args;
   fed->args_text = (char *)text;
   *r = fed;
-  if (text != NULL && decode_in_host(p))
+  if (text != NULL && json_only)
     return decode_args_text(p, fed, r);
   return 1;
 }
 
-static int exec_next(void *ud, lua_State *L, char **name, size_t *index) {
+static int exec_next(void *ud, lua_State *L, char **name, size_t *index,
+                     const char **args_text) {
   pfp_processor *p = ud;
   PFP__STACK_MARK(p->L);
   registration fed = {0};
   registration *r;
   (void)L;
-  int taken = take_next(p, &fed, &r);
+  int taken = take_next(p, &fed, &r, 0);
   if (taken != 1)
     return taken;
+  if (r->args_text != NULL && args_text != NULL) {
+    /* A reused worker's batch keeps the text beside it; the worker
+    ** decodes it, off the host's serial path. */
+    *args_text = r->args_text;
+  } else if (r->args_text != NULL &&
+             pfp__scan_object(r->args_text, strlen(r->args_text)) !=
+                 PFP__SCAN_SURE) {
+    /* One fork per call: the host decodes the args before the fork, so
+    ** the child inherits the table for free (a child decoding its own
+    ** costs page faults and a later start: measured about 30% more time
+    ** per call).  Text the scanner leaves open goes through jansson
+    ** here, outside Lua, so no error can strand the json_t. */
+    taken = decode_args_text(p, &fed, &r);
+    if (taken != 1)
+      return taken;
+  }
   *name = pfp__strdup(r->name);
-  if (*name != NULL)
+  if (*name != NULL) {
     lua_pushlightuserdata(p->L, r);
+    lua_pushboolean(p->L, args_text != NULL);
+  }
   /* A Lua error here is memory, or the host's own interrupt (lua.c's
   ** SIGINT hook raises "interrupted!" in the next Lua code to run): both
   ** stop the run at once. */
-  int rc = *name ? pcall_with(p, push_job_protected, 1, 2, PFP_EINTR, "")
+  int rc = *name ? pcall_with(p, push_job_protected, 2, 2, PFP_EINTR, "")
                  : set_error(p, PFP_ENOMEM, NULL);
   json_decref(fed.args_json);
   if (rc != PFP_OK) {
@@ -865,7 +884,7 @@ static int remote_next(void *ud, const char **name, json_t **args,
   pfp_processor *p = ud;
   registration fed = {0};
   registration *r;
-  int taken = take_next(p, &fed, &r);
+  int taken = take_next(p, &fed, &r, 1);
   if (taken != 1)
     return taken;
   *name = r->name;

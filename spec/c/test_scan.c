@@ -3,9 +3,14 @@
 ** jobs file's lines before the run without building them.  It must settle
 ** ordinary lines itself (or the check costs a parse per line again) and
 ** leave everything doubtful to jansson.  That it never calls a line good
-** that jansson refuses is fuzzed (spec/fuzz/fuzz_inputs.c).
+** that jansson refuses is fuzzed (spec/fuzz/fuzz_inputs.c).  Also its
+** decoder of args text (pfp__push_json_text), which must build what
+** jansson and pfp__push_json build (fuzzed in spec/fuzz/fuzz_json_lua.c).
 */
 #include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
 
 #include "pfp_internal.h"
 
@@ -81,11 +86,74 @@ static void test_leaves_doubtful_lines_to_jansson(void) {
 out:;
 }
 
+/* Decodes text both ways and compares what the two tables write. */
+static int same_both_ways(lua_State *L, const char *text) {
+  pfp__buf a = {0}, b = {0};
+  char *msg = NULL;
+  int same = 0;
+  json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+  if (v == NULL || pfp__push_json(L, v) != 0)
+    goto out;
+  if (pfp__lua_to_json(L, -1, "a", &a, &msg) != 0)
+    goto out;
+  lua_pop(L, 1);
+  if (pfp__push_json_text(L, text, strlen(text)) != 0)
+    goto out;
+  if (pfp__lua_to_json(L, -1, "b", &b, &msg) != 0)
+    goto out;
+  lua_pop(L, 1);
+  same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
+  if (!same)
+    printf("#   jansson: %s\n#   scanner: %s\n", a.data, b.data);
+out:
+  free(msg);
+  json_decref(v);
+  pfp__buf_free(&a);
+  pfp__buf_free(&b);
+  return same;
+}
+
+static void test_decodes_args_text(void) {
+  lua_State *L = luaL_newstate();
+  CHECK(L != NULL);
+  pfp__setup_state(L);
+  CHECK(same_both_ways(
+      L, "{\"i\": 1, \"neg\": -42, \"zero\": -0, \"r\": 2.5, \"e\": 1e-5, "
+         "\"E\": -3.25E+10, \"t\": true, \"f\": false, \"n\": null}"));
+  CHECK(same_both_ways(
+      L, "{\"s\": \"tab\\t q\\\" bs\\\\ sl\\/ \\b\\f\\r\\n \\u0000 "
+         "\\u00e9 \\u20ac caf\\u00C9\", \"u\": \"caf\xc3\xa9\"}"));
+  CHECK(same_both_ways(L, "{\"a\": [1, [2, []], {}], \"o\": {\"k\": "
+                          "{\"k\": [null]}}, \"\": \"\"}"));
+  CHECK(same_both_ways(L, " {} "));
+  /* A value the stack can check by hand: NUL and a 3-byte character. */
+  const char *nul = "{\"s\": \"a\\u0000\\u20ac\"}";
+  CHECK(pfp__push_json_text(L, nul, strlen(nul)) == 0);
+  lua_getfield(L, -1, "s");
+  size_t len;
+  const char *got = lua_tolstring(L, -1, &len);
+  CHECK(got != NULL && len == 5 && memcmp(got, "a\0\xe2\x82\xac", 5) == 0);
+  lua_pop(L, 2);
+  /* What it is not sure of, it leaves alone. */
+  int top = lua_gettop(L);
+  static const char *const doubtful[] = {
+      "{\"a\": 1, \"a\": 2}", "{\"big\": 9223372036854775807}", "[1]",
+      "{\"a\": 1} x", "{\"a\": [1, 2, tru]}"};
+  for (size_t i = 0; i < sizeof doubtful / sizeof *doubtful; i++)
+    CHECK(pfp__push_json_text(L, doubtful[i], strlen(doubtful[i])) == -1);
+  CHECK(lua_gettop(L) == top);
+out:
+  if (L != NULL)
+    lua_close(L);
+}
+
 int main(void) {
   run_test("the jobs-file scanner settles ordinary lines itself",
            test_settles_ordinary_lines);
   run_test("the jobs-file scanner skips blank lines", test_blank_lines);
   run_test("the jobs-file scanner leaves doubtful lines to jansson",
            test_leaves_doubtful_lines_to_jansson);
+  run_test("args text decodes to what jansson's reading decodes to",
+           test_decodes_args_text);
   return tests_failed ? 1 : 0;
 }

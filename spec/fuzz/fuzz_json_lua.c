@@ -7,7 +7,8 @@
 ** nested deeper than PFP_MAX_DEPTH (refused by pfp__push_json, with nothing
 ** left on the stack) and object keys containing a NUL byte (refused by the
 ** encoder, since jansson cannot read such keys back).  pfp's own writer of
-** jansson values (pfp__jw_json) must round-trip too.
+** jansson values (pfp__jw_json) must round-trip too, and so must args
+** text decoded without jansson (pfp__push_json_text).
 */
 #include <string.h>
 
@@ -71,6 +72,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   free(msg);
   pfp__buf_free(&b);
+  lua_settop(L, top);
+
+  /* Args text the scanner is sure of is decoded without jansson
+  ** (pfp__push_json_text): it must make a value that writes back equal,
+  ** floats still floats and empty arrays still arrays.  Other text it
+  ** must leave alone. */
+  int sure = pfp__scan_object((const char *)data, size) == PFP__SCAN_SURE;
+  if (pfp__push_json_text(L, (const char *)data, size) == 0) {
+    FUZZ_CHECK(sure && !deep && !nul_key);
+    FUZZ_CHECK(lua_gettop(L) == top + 1);
+    FUZZ_CHECK(pfp__lua_to_json(L, -1, "args", &b, &msg) == 0);
+    check_equal_after_reparse(v, &b);
+    pfp__buf_free(&b);
+  } else {
+    FUZZ_CHECK(!sure);
+    FUZZ_CHECK(lua_gettop(L) == top);
+  }
   lua_settop(L, top);
 
   /* The writer of jansson values (used for records) reads back equal too;
