@@ -233,14 +233,14 @@ static void lift_memory_limit(lua_State *L) {
   }
 }
 
-/* Replaces args given as JSON text (the host checked it and left the
-** decoding to the child) with the table it stands for.  Args are always
-** a table otherwise, so a string can mean nothing else. */
+/* Replaces args given as JSON text (a reused worker's batch: a light
+** userdata pointing at checked text the host kept beside it) with the
+** table it stands for.  Args are always a table otherwise. */
 static void decode_args(lua_State *L, int args) {
-  if (lua_type(L, args) != LUA_TSTRING)
+  if (lua_type(L, args) != LUA_TLIGHTUSERDATA)
     return;
-  size_t len;
-  const char *text = lua_tolstring(L, args, &len);
+  const char *text = lua_touserdata(L, args);
+  size_t len = strlen(text);
   if (pfp__push_json_text(L, text, len) == 0) {
     lua_replace(L, args);
     return;
@@ -408,8 +408,10 @@ void pfp__worker_run(lua_State *L, int context, const pfp__batch *batch,
   start_child(L, result_fd, memory_limit);
   for (size_t k = first; k < count; k++) {
     lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 1));
+    /* Text is decoded inside child_body's protected call (decode_args):
+    ** pushing it as a string here could raise a memory error unguarded. */
     if (batch->text_at[k] != PFP__NO_TEXT)
-      lua_pushstring(L, batch->texts + batch->text_at[k]); /* decode_args */
+      lua_pushlightuserdata(L, (void *)(batch->texts + batch->text_at[k]));
     else
       lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 2));
     int top = lua_gettop(L);

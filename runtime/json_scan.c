@@ -31,12 +31,16 @@
 #define SCAN_DEPTH 32
 /* An object with more keys is left to jansson: checking duplicates costs
 ** a comparison per pair of keys. */
-#define SCAN_KEYS 32
-/* A number with more characters, or more exponent digits, might not fit
-** in a json_int_t or a double: 18 digits and an exponent of 99 stay far
-** below either limit. */
-#define SCAN_NUMBER 18
+#define SCAN_KEYS 64
+/* A number with more digits before its point, or more exponent digits,
+** might not fit in a json_int_t or a double: 18 digits and an exponent of
+** 99 stay far below either limit.  Digits after the point cannot overflow
+** (a double prints with up to 17), but the whole number must fit the
+** decoder's buffer. */
+#define SCAN_INTEGER_DIGITS 18
 #define SCAN_EXPONENT 2
+#define SCAN_NEGATIVE_EXPONENT 4
+#define SCAN_NUMBER 63
 
 typedef struct scan {
   const unsigned char *s;
@@ -111,7 +115,7 @@ static void push_number(lua_State *L, const unsigned char *s, size_t len) {
   }
   text[len] = '\0';
   if (!real) {
-    /* At most 18 digits: no overflow. */
+    /* At most SCAN_INTEGER_DIGITS digits: no overflow. */
     int negative = text[0] == '-';
     lua_Integer v = 0;
     for (size_t k = (size_t)negative; k < len; k++)
@@ -177,7 +181,7 @@ static int scan_string(scan *sc, int *escaped) {
 }
 
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, small enough that
-** neither strtoll nor strtod can overflow. */
+** neither strtoll nor strtod can overflow (see SCAN_INTEGER_DIGITS). */
 static int scan_number(scan *sc) {
   const unsigned char *s = sc->s;
   size_t i = sc->i, start = i;
@@ -186,11 +190,14 @@ static int scan_number(scan *sc) {
     i++;
   if (!DIGIT(i))
     return 0;
+  size_t digits = i;
   if (s[i] == '0')
     i++;
   else
     while (DIGIT(i))
       i++;
+  if (i - digits > SCAN_INTEGER_DIGITS)
+    return 0;
   if (i < sc->n && s[i] == '.') {
     i++;
     if (!DIGIT(i))
@@ -200,13 +207,16 @@ static int scan_number(scan *sc) {
   }
   if (i < sc->n && (s[i] == 'e' || s[i] == 'E')) {
     i++;
+    int negative = i < sc->n && s[i] == '-';
     if (i < sc->n && (s[i] == '+' || s[i] == '-'))
       i++;
-    size_t digits = i;
+    digits = i;
     while (DIGIT(i))
       i++;
-    /* 1e999 overflows a double however short it is written. */
-    if (i == digits || i - digits > SCAN_EXPONENT)
+    /* 1e999 overflows a double however short it is written; 1e-999 only
+    ** underflows, which jansson accepts (as 0). */
+    if (i == digits ||
+        i - digits > (negative ? SCAN_NEGATIVE_EXPONENT : SCAN_EXPONENT))
       return 0;
   }
 #undef DIGIT

@@ -63,6 +63,7 @@ struct pfp_processor {
   char *fed_checked;
   int feed_fd;
   char *feed_msg;
+  int push_code; /* the error push_job_protected raised, 0 for none */
 
   pfp_record **records; /* indexed by registration index while running */
   size_t nrecords, caprecords;
@@ -712,6 +713,16 @@ void pfp_feed_error(pfp_processor *p, const char *message) {
 
 /* ---- running ----------------------------------------------------------- */
 
+/* Raises msg from push_job_protected, leaving the code it stands for where
+** exec_next finds it: pcall_with would report any error but memory as
+** the interrupt its caller expects. */
+static int push_failed(lua_State *L, int code, const char *msg) {
+  pfp_processor *p = lua_touserdata(L, 1);
+  p->push_code = code;
+  lua_pushstring(L, msg);
+  return lua_error(L);
+}
+
 /* Pushes the function and args of registration (or fed job) r.  Text
 ** args are decoded here (exec_next left only text the scanner is sure
 ** of), or, third argument true, left for a reused worker (nil). */
@@ -728,11 +739,12 @@ static int push_job_protected(lua_State *L) {
     lua_pushnil(L);
   else if (r->args_text != NULL) {
     if (pfp__push_json_text(L, r->args_text, strlen(r->args_text)) != 0)
-      return luaL_error(L, "not enough memory"); /* stack space */
+      return push_failed(L, PFP_ENOMEM, "not enough memory"); /* stack */
   }
   else if (r->args_json != NULL) {
     if (pfp__push_json(L, r->args_json) != 0)
-      return luaL_error(L, "args nested deeper than %d levels", PFP_MAX_DEPTH);
+      return push_failed(L, PFP_EJSON, "args nested deeper than "
+                         PFP__STR(PFP_MAX_DEPTH) " levels");
   } else
     lua_newtable(L);
   return 2;
@@ -865,8 +877,11 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index,
   /* A Lua error here is memory, or the host's own interrupt (lua.c's
   ** SIGINT hook raises "interrupted!" in the next Lua code to run): both
   ** stop the run at once. */
+  p->push_code = 0;
   int rc = *name ? pcall_with(p, push_job_protected, 2, 2, PFP_EINTR, "")
                  : set_error(p, PFP_ENOMEM, NULL);
+  if (rc != PFP_OK && p->push_code != 0)
+    rc = p->code = p->push_code;
   json_decref(fed.args_json);
   if (rc != PFP_OK) {
     free(*name);

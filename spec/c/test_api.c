@@ -454,19 +454,31 @@ typedef struct text_feed {
   size_t next, bad_at;
 } text_feed;
 
+/* The text lives in one buffer the feed overwrites at each call, as a
+** feed reading lines does: pfp must take what it needs before asking for
+** the next job. */
 static int feed_text_jobs(void *ud, const char **name, const char **args) {
+  static char name_buf[16], text_buf[256];
   text_feed *f = ud;
   size_t count = sizeof TEXT_JOBS / sizeof *TEXT_JOBS;
-  if (f->next == f->bad_at) {
-    f->next++;
-    *name = "echo";
-    *args = "{\"a\": 1, \"a\": 2}";
-    return 1;
-  }
-  if (f->next >= count)
+  memset(name_buf, 'X', sizeof name_buf - 1);
+  memset(text_buf, 'X', sizeof text_buf - 1);
+  const char *text;
+  if (f->next == f->bad_at)
+    text = "{\"a\": 1, \"a\": 2}";
+  else if (f->next >= count)
     return 0;
-  *name = "echo";
-  *args = TEXT_JOBS[f->next++];
+  else
+    text = TEXT_JOBS[f->next];
+  f->next++;
+  strcpy(name_buf, "echo");
+  *name = name_buf;
+  if (text == NULL) {
+    *args = NULL;
+  } else {
+    snprintf(text_buf, sizeof text_buf, "%s", text);
+    *args = text_buf;
+  }
   return 1;
 }
 

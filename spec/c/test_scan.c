@@ -40,9 +40,42 @@ static void test_settles_ordinary_lines(void) {
   CHECK(scan("{\"function\":\"f\",\"args\":{\"a\":{\"b\":[[{\"a\":1}]]},"
              "\"c\":{\"a\":2}}}",
              "f") == PFP__SCAN_SURE);
-  CHECK(scan("{\"function\":\"f\",\"args\":{\"n\":-92233720368547758}}",
+  CHECK(scan("{\"function\":\"f\",\"args\":{\"n\":-923372036854775807}}",
+             "f") == PFP__SCAN_SURE);
+  /* Reals as programs print them: long fractions are fine. */
+  CHECK(scan("{\"function\":\"f\",\"args\":{\"x\":-101.01787042252374, "
+             "\"y\":123456789012345678.25e99, \"z\":5e-324, "
+             "\"w\":1e-9999}}",
              "f") == PFP__SCAN_SURE);
 out:;
+}
+
+/* A line whose args hold `levels` nested arrays. */
+static char *nested_line(int levels) {
+  pfp__buf b = {0};
+  pfp__buf_puts(&b, "{\"function\":\"f\",\"args\":{\"a\":");
+  for (int i = 0; i < levels; i++)
+    pfp__buf_puts(&b, "[");
+  for (int i = 0; i < levels; i++)
+    pfp__buf_puts(&b, "]");
+  pfp__buf_puts(&b, "}}");
+  return b.data;
+}
+
+static void test_depth_boundary(void) {
+  char *sure = nested_line(31), *deep = nested_line(32);
+  CHECK(sure != NULL && deep != NULL);
+  /* Both are valid: only the scanner's own depth bound tells them apart. */
+  json_t *a = json_loads(sure, 0, NULL), *b = json_loads(deep, 0, NULL);
+  int both = a != NULL && b != NULL;
+  json_decref(a);
+  json_decref(b);
+  CHECK(both);
+  CHECK(scan(sure, "f") == PFP__SCAN_SURE);
+  CHECK(scan(deep, NULL) == PFP__SCAN_UNSURE);
+out:
+  free(sure);
+  free(deep);
 }
 
 static void test_blank_lines(void) {
@@ -75,8 +108,7 @@ static void test_leaves_doubtful_lines_to_jansson(void) {
       "{\"function\":\"f\",\"extra\":1}",
       "{\"args\":{}}",
       "[1]",
-      "{\"function\":\"f\",\"args\":{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-      "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}",
+      "{\"function\":\"f\",\"args\":{\"n\":1234567890123456789.5}}",
   };
   for (size_t i = 0; i < sizeof doubtful / sizeof *doubtful; i++) {
     if (scan(doubtful[i], NULL) != PFP__SCAN_UNSURE)
@@ -126,6 +158,9 @@ static void test_decodes_args_text(void) {
   CHECK(same_both_ways(L, "{\"a\": [1, [2, []], {}], \"o\": {\"k\": "
                           "{\"k\": [null]}}, \"\": \"\"}"));
   CHECK(same_both_ways(L, " {} "));
+  CHECK(same_both_ways(L, "{\"x\": -101.01787042252374, \"y\": 1e-9999, "
+                          "\"z\": 5e-324, \"w\": 123456789012345678.25e99, "
+                          "\"v\": -0.0, \"u\": 0.1}"));
   /* A value the stack can check by hand: NUL and a 3-byte character. */
   const char *nul = "{\"s\": \"a\\u0000\\u20ac\"}";
   CHECK(pfp__push_json_text(L, nul, strlen(nul)) == 0);
@@ -151,6 +186,8 @@ int main(void) {
   run_test("the jobs-file scanner settles ordinary lines itself",
            test_settles_ordinary_lines);
   run_test("the jobs-file scanner skips blank lines", test_blank_lines);
+  run_test("the jobs-file scanner leaves nesting past 31 levels to jansson",
+           test_depth_boundary);
   run_test("the jobs-file scanner leaves doubtful lines to jansson",
            test_leaves_doubtful_lines_to_jansson);
   run_test("args text decodes to what jansson's reading decodes to",

@@ -698,8 +698,12 @@ end
         '{"args": {"small": -42, "one": 1.0, "list": [1, "x", {"k": true}], "a": 3}, "function": "check"}',
       }
       local jobs = tmpfile(table.concat(lines, "\n") .. "\n")
-      for _, from_stdin in ipairs{ false, true } do
+      -- From a file and from a pipe, one fork per call and reused workers
+      -- (whose args travel as text beside their batch).
+      for _, case in ipairs{ { false }, { true }, { false, "--reuse" }, { true, "--reuse" } } do
+        local from_stdin, reuse = case[1], case[2]
         local argv = { "--jobs-file", from_stdin and "-" or jobs, s }
+        if reuse then table.insert(argv, 1, reuse); table.insert(argv, 2, "2") end
         local records, _, err, code = run_json(argv, from_stdin and H.slurp(jobs) or nil)
         assert.are.equal(0, code, err)
         assert.are.equal(3, #records)
