@@ -123,11 +123,19 @@ static void push_number(lua_State *L, const unsigned char *s, size_t len) {
     lua_pushinteger(L, negative ? -v : v);
     return;
   }
-  char point = localeconv()->decimal_point[0];
+  char point = localeconv()->decimal_point[0]; /* one byte: scan_number */
   char *dot = strchr(text, '.');
-  if (dot != NULL && point != '.' && point != '\0')
+  if (dot != NULL)
     *dot = point;
   lua_pushnumber(L, (lua_Number)strtod(text, NULL));
+}
+
+/* strtod reads the locale's decimal point; one of more than one byte
+** (a few locales have them) cannot take the place of '.', so such reals
+** are left to jansson. */
+static int point_is_one_byte(void) {
+  const char *point = localeconv()->decimal_point;
+  return point[0] != '\0' && point[1] == '\0';
 }
 
 /* A string at the opening quote.  *escaped tells whether it held a
@@ -221,6 +229,8 @@ static int scan_number(scan *sc) {
   }
 #undef DIGIT
   if (i - start > SCAN_NUMBER)
+    return 0;
+  if (memchr(s + start, '.', i - start) != NULL && !point_is_one_byte())
     return 0;
   if (sc->L != NULL)
     push_number(sc->L, s + start, i - start);
