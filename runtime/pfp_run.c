@@ -614,21 +614,29 @@ static int register_calls(run *r, const char *script, int argc, char **argv,
     if (name == NULL)
       return fail_usage("out of memory");
     json_t *args = NULL;
-    if (eq != NULL) {
-      char *msg = NULL;
-      char *where = pfp__strdupf("argument %d (%s)", i - first + 1, name);
-      args = pfp__parse_object(eq + 1, strlen(eq + 1), where ? where : name,
-                               &msg);
-      free(where);
-      if (args == NULL) {
-        fail_usage("%s", msg ? msg : "out of memory");
-        free(msg);
-        free(name);
-        return EXIT_USAGE;
+    int rc;
+    if (eq != NULL &&
+        pfp__scan_object(eq + 1, strlen(eq + 1)) == PFP__SCAN_SURE) {
+      /* Kept as text, as a jobs file's args are. */
+      rc = pfp_register(r->p, name, eq + 1);
+    } else {
+      if (eq != NULL) {
+        /* jansson judges, and the message names the argument. */
+        char *msg = NULL;
+        char *where = pfp__strdupf("argument %d (%s)", i - first + 1, name);
+        args = pfp__parse_object(eq + 1, strlen(eq + 1),
+                                 where ? where : name, &msg);
+        free(where);
+        if (args == NULL) {
+          fail_usage("%s", msg ? msg : "out of memory");
+          free(msg);
+          free(name);
+          return EXIT_USAGE;
+        }
       }
+      rc = pfp_register_json(r->p, name, args);
+      json_decref(args);
     }
-    int rc = pfp_register_json(r->p, name, args);
-    json_decref(args);
     free(name);
     if (rc != PFP_OK)
       return fail_usage("argument %d: %s", i - first + 1, pfp_errmsg(r->p));
