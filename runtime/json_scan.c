@@ -1,8 +1,8 @@
 /*
 ** json_scan.c — a JSON checker that builds nothing, or Lua values only.
 **
-** Checking a 100,000-line jobs file with jansson before the run costs as
-** much as a third of the run: every line becomes a tree of json_t that is
+** Checking a 100,000-line jobs file with jansson before the run cost
+** about a quarter of the run: every line became a tree of json_t that was
 ** freed at once.  This scanner walks the text instead, allocating nothing.
 ** It answers "sure" only for text that jansson, with the flags pfp parses
 ** with (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL), accepts and that passes
