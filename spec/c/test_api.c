@@ -523,6 +523,43 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* Registrations of every kind in one batch of a reused worker: args as
+** text (kept beside the batch), as a json_t and none (in its Lua table). */
+static void test_mixed_args_in_a_batch(void) {
+  pfp_processor *p = new_loaded();
+  json_t *obj = json_pack("{s:i,s:s}", "n", 2, "kind", "json");
+  CHECK(p != NULL && obj != NULL);
+  CHECK_RC(p, pfp_set_reuse(p, 100));
+  CHECK_RC(p, pfp_set_jobs(p, 1));
+  for (int i = 0; i < 12; i++) {
+    char text[64];
+    snprintf(text, sizeof text, "{\"n\": %d, \"kind\": \"text\"}", i);
+    if (i % 3 == 0)
+      CHECK_RC(p, pfp_register(p, "echo", text));
+    else if (i % 3 == 1)
+      CHECK_RC(p, pfp_register_json(p, "echo", obj));
+    else
+      CHECK_RC(p, pfp_register(p, "echo", NULL));
+  }
+  CHECK_EXEC(p, 0);
+  CHECK(pfp_record_count(p) == 12);
+  for (size_t i = 0; i < 12; i++) {
+    const json_t *got = pfp_record_result(pfp_record_at(p, i));
+    json_t *want = i % 3 == 0 ? json_pack("{s:i,s:s}", "n", (int)i, "kind",
+                                          "text")
+                   : i % 3 == 1 ? json_incref(obj)
+                                : json_object();
+    int same = json_equal(got, want);
+    json_decref(want);
+    if (!same)
+      dump_records(p);
+    CHECK(same);
+  }
+out:
+  json_decref(obj);
+  pfp_processor_destroy(p);
+}
+
 static void test_record_to_json(void) {
   pfp_processor *p = new_loaded();
   char *text = NULL;
@@ -799,6 +836,8 @@ int main(void) {
   run_test("a job feed supplies registrations lazily", test_feed);
   run_test("a text feed's args reach the function exactly; bad text stops "
            "the run", test_feed_text);
+  run_test("a reused worker's batch mixes args given as text, as JSON "
+           "values and none", test_mixed_args_in_a_batch);
   run_test("a record as JSON text", test_record_to_json);
   run_test("no leaked descriptors or zombies over repeated runs",
            test_no_leaked_fds_or_zombies_over_runs);
