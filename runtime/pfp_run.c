@@ -44,7 +44,7 @@ typedef struct run {
   pfp__line_reader jobs;
   const char *jobs_name;
   size_t jobs_line;
-  pfp__buf checked_name; /* the last name validate_jobs_file looked up */
+  pfp__buf name; /* a jobs line's function name, NUL-terminated */
   pfp__buf fed; /* the job the feed handed out last: "name\0args" */
 } run;
 
@@ -407,20 +407,14 @@ static int feed(void *ud, const char **name, const char **args) {
   return rc;
 }
 
-/* Checks that `name` names a loaded function, unless it is the name the
-** last call checked (jobs files tend to name one function throughout). */
+/* Checks that the `len` bytes at `name` name a loaded function. */
 static int check_name(run *r, const char *name, size_t len) {
-  if (r->checked_name.data != NULL && r->checked_name.len == len &&
-      memcmp(r->checked_name.data, name, len) == 0)
-    return 0;
-  r->checked_name.len = 0;
-  if (pfp__buf_append(&r->checked_name, name, len) != 0)
+  r->name.len = 0;
+  if (pfp__buf_append(&r->name, name, len) != 0)
     return fail_usage("out of memory");
-  if (pfp__check_function(r->p, r->checked_name.data) != PFP_OK) {
-    pfp__buf_free(&r->checked_name);
+  if (pfp__check_function(r->p, r->name.data) != PFP_OK)
     return fail_usage("%s:%zu: %s", r->jobs_name, r->jobs_line,
                       pfp_errmsg(r->p));
-  }
   return 0;
 }
 
@@ -782,7 +776,7 @@ done:
   if (r.jobs_fd > 0)
     close(r.jobs_fd);
   pfp__line_reader_free(&r.jobs);
-  pfp__buf_free(&r.checked_name);
+  pfp__buf_free(&r.name);
   for (size_t i = 0; i < r.cap_waiting; i++)
     free(r.waiting[i]);
   free(r.waiting);

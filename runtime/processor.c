@@ -57,10 +57,12 @@ struct pfp_processor {
   pfp_feed_fn feed;
   pfp_feed_text_fn feed_text; /* at most one of the two is set */
   void *feed_ud;
-  /* The last fed name found to be a function in this run: a feed usually
-  ** names one function again and again, and looking it up costs a
-  ** protected call.  Forgotten at each run and each load. */
-  char *fed_checked;
+  /* The last name pfp__check_function found to be a function: calls are
+  ** usually registered (or fed) for one function again and again, and
+  ** looking it up costs a protected call.  Forgotten at each run and each
+  ** load; never kept for a Lua state the processor does not own, whose
+  ** globals its host can change at any time. */
+  char *checked_name;
   int feed_fd;
   char *feed_msg;
   int push_code; /* the error push_job_protected raised, 0 for none */
@@ -279,7 +281,7 @@ void pfp_processor_destroy(pfp_processor *p) {
   pfp__close(&p->wake[1]);
   free(p->msg);
   free(p->feed_msg);
-  free(p->fed_checked);
+  free(p->checked_name);
   free(p);
 }
 
@@ -304,10 +306,15 @@ static int add_exports_protected(lua_State *L) {
   return 0;
 }
 
+/* A load can define or remove functions: names are looked up afresh. */
+static void forget_checked_name(pfp_processor *p) {
+  free(p->checked_name);
+  p->checked_name = NULL;
+}
+
 static int run_chunk(pfp_processor *p) {
   lua_State *L = p->L;
-  free(p->fed_checked);
-  p->fed_checked = NULL;
+  forget_checked_name(p);
   lua_pushcfunction(L, traceback);
   lua_insert(L, -2);
   if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
@@ -331,6 +338,7 @@ int pfp_load_file(pfp_processor *p, const char *path) {
     return errorf(p, PFP_EINVAL, "pfp_load_file: path is NULL");
   if (p->server != NULL) {
     char *msg = NULL;
+    forget_checked_name(p);
     int rc = pfp__server_load_file(p->server, path, &msg);
     return remote_result(p, rc, msg);
   }
@@ -365,6 +373,7 @@ int pfp_load_string(pfp_processor *p, const char *chunkname,
     return errorf(p, PFP_EINVAL, "pfp_load_string: source is NULL");
   if (p->server != NULL) {
     char *msg = NULL;
+    forget_checked_name(p);
     int rc = pfp__server_load_string(p->server,
                                      chunkname ? chunkname : "=string",
                                      source, &msg);
@@ -420,6 +429,8 @@ static int lookup_protected(lua_State *L) {
 int pfp__check_function(pfp_processor *p, const char *name) {
   if (name == NULL || name[0] == '\0')
     return errorf(p, PFP_EINVAL, "function name is empty");
+  if (p->checked_name != NULL && strcmp(name, p->checked_name) == 0)
+    return PFP_OK;
   int found;
   if (p->server != NULL) {
     /* The names the server sent after the last load: no round trip per
@@ -440,6 +451,10 @@ int pfp__check_function(pfp_processor *p, const char *name) {
                   "unknown function '%s': no loaded script defines it (as a "
                   "global or in the table it returns)",
                   name);
+  if (p->owns_state) {
+    free(p->checked_name);
+    p->checked_name = pfp__strdup(name); /* NULL: looked up again */
+  }
   return PFP_OK;
 }
 
@@ -823,14 +838,9 @@ static int take_next(pfp_processor *p, registration *fed, registration **r,
     }
     json_decref(v);
   }
-  if (fed_name == NULL || p->fed_checked == NULL ||
-      strcmp(fed_name, p->fed_checked) != 0) {
-    if (pfp__check_function(p, fed_name) != PFP_OK) {
-      json_decref(args);
-      return p->code;
-    }
-    free(p->fed_checked);
-    p->fed_checked = pfp__strdup(fed_name); /* NULL: checked again next time */
+  if (pfp__check_function(p, fed_name) != PFP_OK) {
+    json_decref(args);
+    return p->code;
   }
   fed->name = (char *)fed_name;
   fed->fn_ref = LUA_NOREF;
@@ -1005,8 +1015,7 @@ int pfp_execute(pfp_processor *p) {
   p->executing = 1;
   p->next_reg = 0;
   p->next_index = 0;
-  free(p->fed_checked);
-  p->fed_checked = NULL;
+  forget_checked_name(p);
   p->not_ok = 0;
   ok(p);
 

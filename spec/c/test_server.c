@@ -471,6 +471,22 @@ out:
   pfp_processor_destroy(served);
 }
 
+/* A load can remove a function a registration found a moment before:
+** names are looked up afresh after it, with a server or without. */
+static void test_load_forgets_checked_names(void) {
+  pfp_processor *plain = new_loaded(0), *served = new_loaded(1);
+  CHECK(plain != NULL && served != NULL);
+  BOTH(pfp_register(plain, "add", "{\"a\": 1, \"b\": 2}"),
+       pfp_register(served, "add", "{\"a\": 1, \"b\": 2}"));
+  BOTH(pfp_load_string(plain, "=gone", "add = nil"),
+       pfp_load_string(served, "=gone", "add = nil"));
+  CHECK(pfp_register(plain, "add", NULL) == PFP_ENOFUNC);
+  CHECK(pfp_register(served, "add", NULL) == PFP_ENOFUNC);
+out:
+  pfp_processor_destroy(plain);
+  pfp_processor_destroy(served);
+}
+
 /* The same jobs as text (pfp_set_feed_text). */
 static int feed_text_jobs(void *ud, const char **name, const char **args) {
   static char text[64];
@@ -803,6 +819,8 @@ int main(void) {
            "same",
            test_feed);
   run_test("a text feed gives the same records with a server", test_feed_text);
+  run_test("a load makes registrations look names up afresh",
+           test_load_forgets_checked_names);
   run_test("a feed that waits on a descriptor", test_waiting_feed);
   run_test("runs again; records need not be kept",
            test_two_runs_and_unkept_records);
