@@ -28,7 +28,10 @@ typedef struct registration {
   ** parsed object costs ten times its size while it waits for its run.
   ** Decoded when it runs (see take_next). */
   char *args_text;
-  int name_shared; /* name belongs to the registration before this one */
+  /* The scanner was sure of args_text: it decodes without jansson.  Kept
+  ** from the check, so no call scans its text twice. */
+  unsigned char text_sure;
+  unsigned char name_shared; /* name belongs to the registration before */
 } registration;
 
 struct pfp_processor {
@@ -594,8 +597,9 @@ int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
   if (args_json == NULL)
     return pfp_register_json(p, name, NULL);
   size_t len = strlen(args_json);
+  int sure = pfp__scan_object(args_json, len) == PFP__SCAN_SURE;
   int rc;
-  if (pfp__scan_object(args_json, len) == PFP__SCAN_SURE) {
+  if (sure) {
     rc = check_registration(p, name, NULL);
   } else {
     /* What the scanner leaves open, jansson settles (and words). */
@@ -619,6 +623,7 @@ int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
     return set_error(p, PFP_ENOMEM, NULL);
   }
   r->args_text = text;
+  r->text_sure = (unsigned char)sure;
   return ok(p);
 }
 
@@ -739,8 +744,8 @@ static int push_failed(lua_State *L, int code, const char *msg) {
 }
 
 /* Pushes the function and args of registration (or fed job) r.  Text
-** args are decoded here (exec_next left only text the scanner is sure
-** of), or, third argument true, left for a reused worker (nil). */
+** args are decoded here (exec_next leaves only text_sure text), or, third
+** argument true, left for a reused worker (nil). */
 static int push_job_protected(lua_State *L) {
   registration *r = lua_touserdata(L, 2);
   int text_beside = lua_toboolean(L, 3);
@@ -765,12 +770,6 @@ static int push_job_protected(lua_State *L) {
   return 2;
 }
 
-/* Takes the next job: a registration, or one from the feed (then *fed is
-** filled: its name and any args text borrowed from the feed until its next
-** call, any args_json a new reference the caller releases).  With
-** json_only (a fork server's children take JSON values) text args are
-** decoded here.  Returns 1 with *r set, 0 when there are no more jobs,
-** PFP_FEED_WAIT, or a negative code with the processor's message set. */
 /* Replaces *r by *fed, a copy whose text args are decoded. */
 static int decode_args_text(pfp_processor *p, registration *fed,
                             registration **r) {
@@ -786,6 +785,12 @@ static int decode_args_text(pfp_processor *p, registration *fed,
   return fed->args_json != NULL ? 1 : set_error(p, PFP_ENOMEM, NULL);
 }
 
+/* Takes the next job: a registration, or one from the feed (then *fed is
+** filled: its name and any args text borrowed from the feed until its next
+** call, any args_json a new reference the caller releases).  With
+** json_only (a fork server's children take JSON values) text args are
+** decoded here.  Returns 1 with *r set, 0 when there are no more jobs,
+** PFP_FEED_WAIT, or a negative code with the processor's message set. */
 static int take_next(pfp_processor *p, registration *fed, registration **r,
                      int json_only) {
   if (p->next_reg < p->nregs) {
@@ -826,7 +831,9 @@ static int take_next(pfp_processor *p, registration *fed, registration **r,
            PFP_MAX_DEPTH);
     return PFP_EFEED;
   }
-  if (text != NULL && pfp__scan_object(text, strlen(text)) != PFP__SCAN_SURE) {
+  int text_sure =
+      text != NULL && pfp__scan_object(text, strlen(text)) == PFP__SCAN_SURE;
+  if (text != NULL && !text_sure) {
     /* What the scanner leaves open, jansson settles (and words). */
     char *msg = NULL;
     json_t *v = pfp__parse_object(text, strlen(text), "args", &msg);
@@ -847,6 +854,7 @@ static int take_next(pfp_processor *p, registration *fed, registration **r,
   fed->args_ref = LUA_NOREF;
   fed->args_json = args;
   fed->args_text = (char *)text;
+  fed->text_sure = (unsigned char)text_sure;
   *r = fed;
   if (text != NULL && json_only)
     return decode_args_text(p, fed, r);
@@ -867,9 +875,7 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index,
     /* A reused worker's batch keeps the text beside it; the worker
     ** decodes it, off the host's serial path. */
     *args_text = r->args_text;
-  } else if (r->args_text != NULL &&
-             pfp__scan_object(r->args_text, strlen(r->args_text)) !=
-                 PFP__SCAN_SURE) {
+  } else if (r->args_text != NULL && !r->text_sure) {
     /* One fork per call: the host decodes the args before the fork, so
     ** the child inherits the table for free (a child decoding its own
     ** costs page faults and a later start: measured about 30% more time
