@@ -607,29 +607,22 @@ static int register_calls(run *r, const char *script, int argc, char **argv,
     char *name = strndup(arg, name_len);
     if (name == NULL)
       return fail_usage("out of memory");
-    json_t *args = NULL;
-    int rc;
-    if (eq != NULL &&
-        pfp__scan_object(eq + 1, strlen(eq + 1)) == PFP__SCAN_SURE) {
-      /* Kept as text, as a jobs file's args are. */
-      rc = pfp_register(r->p, name, eq + 1);
-    } else {
-      if (eq != NULL) {
-        /* jansson judges, and the message names the argument. */
-        char *msg = NULL;
-        char *where = pfp__strdupf("argument %d (%s)", i - first + 1, name);
-        args = pfp__parse_object(eq + 1, strlen(eq + 1),
-                                 where ? where : name, &msg);
-        free(where);
-        if (args == NULL) {
-          fail_usage("%s", msg ? msg : "out of memory");
-          free(msg);
-          free(name);
-          return EXIT_USAGE;
-        }
-      }
-      rc = pfp_register_json(r->p, name, args);
+    /* Kept as text, as a jobs file's args are. */
+    int rc = pfp_register(r->p, name, eq ? eq + 1 : NULL);
+    if (rc == PFP_EJSON) {
+      /* Worded again to name the argument (and place the error in it). */
+      char *msg = NULL;
+      char *where = pfp__strdupf("argument %d (%s)", i - first + 1, name);
+      json_t *args = pfp__parse_object(eq + 1, strlen(eq + 1),
+                                       where ? where : name, &msg);
+      free(where);
       json_decref(args);
+      if (msg != NULL) {
+        fail_usage("%s", msg);
+        free(msg);
+        free(name);
+        return EXIT_USAGE;
+      }
     }
     free(name);
     if (rc != PFP_OK)

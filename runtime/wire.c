@@ -169,7 +169,6 @@ int pfp__frame_reader_feed(pfp__frame_reader *r, const char *data,
   return 0;
 }
 
-
 char *pfp__frame_reader_direct(pfp__frame_reader *r, size_t *room) {
   if (!r->in_payload || r->protocol_error != NULL ||
       r->payload.len < DIRECT_MIN)
