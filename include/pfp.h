@@ -394,7 +394,7 @@ PFP_API const char *pfp_record_stdout(const pfp_record *r, size_t *len);
 PFP_API const char *pfp_record_stderr(const pfp_record *r, size_t *len);
 
 /* The whole record as one line of JSON text (keys function_name, index,
-** status, result, error, exit_code, signal, duration_ms, stdout, stderr;
+** result, status, error, exit_code, signal, duration_ms, stdout, stderr;
 ** captured output that is not UTF-8 has its bad bytes replaced by U+FFFD).
 ** Returns a new string the caller frees with pfp_free, or NULL when out of
 ** memory or r is NULL. */

@@ -696,6 +696,91 @@ static int start_workers(exec_state *e) {
   return 0;
 }
 
+/* ---- streaming a big result ------------------------------------------ */
+
+/* A result payload at least this large is offered to the caller's stream
+** (hooks->stream_begin) rather than kept. */
+#define STREAM_MIN ((uint64_t)1 << 20)
+
+/* Offers the result frame that has begun on slot s to the caller's stream,
+** described as the record it will be: its name and index, status ok as far
+** as is known, result_len the payload's size.  Accepted, what has arrived
+** is written out first, and the rest follows as it comes (stream_some). */
+static void offer_stream(exec_state *e, slot *s) {
+  pfp__frame_reader *rd = &s->reader;
+  if (!pfp__frame_reader_stream_offer(rd, STREAM_MIN))
+    return;
+  pfp_record head = {0};
+  if (reusing(e)) {
+    size_t k = s->batch_done;
+    if (k >= s->batch_len)
+      return; /* a frame for no job: the reader reports it at its end */
+    head.index = s->batch_index[k];
+    head.function_name = rd->name ? rd->name : s->batch_names[k];
+  } else {
+    head.index = s->index;
+    head.function_name = rd->name ? rd->name : s->name;
+  }
+  if (head.function_name == NULL)
+    return;
+  head.status = PFP_STATUS_OK;
+  head.result_streamed = 1;
+  head.result_len = (size_t)rd->want;
+  int fd = e->hooks->stream_begin(e->hooks->ud, &head);
+  if (fd < 0)
+    return;
+  int failed = pfp__write_all(fd, rd->payload.data, rd->payload.len) != 0
+                   ? errno
+                   : 0;
+  if (pfp__frame_reader_stream(rd, failed ? -1 : fd) != 0 &&
+      rd->protocol_error == NULL)
+    rd->protocol_error = pfp__strdup("out of memory in the host");
+  rd->stream_errno = failed;
+}
+
+/* Moves what has arrived of a streamed result: spliced in the kernel where
+** the output takes it, else copied through the host, and dropped once the
+** output has failed (the child must still be heard to its end).  Returns 1
+** to go on reading, 0 when the pipe is empty or closed. */
+static int stream_some(exec_state *e, slot *s) {
+  pfp__frame_reader *rd = &s->reader;
+  int from = s->fd[FD_RESULT];
+  uint64_t left = rd->want - rd->streamed;
+  size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+  ssize_t got;
+  if (rd->stream_fd >= 0 && !rd->stream_copy) {
+    got = pfp__splice_some(from, rd->stream_fd, want);
+    if (got < 0 && errno != EAGAIN) {
+      /* Refused by the output's kind (an O_APPEND file, a file system
+      ** without splice): copy instead, which shows a real write error. */
+      if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+        rd->stream_copy = 1;
+      } else {
+        rd->stream_errno = errno;
+        rd->stream_fd = -1;
+      }
+      return 1;
+    }
+  } else {
+    got = pfp__read_some(from, e->chunk, want);
+    if (got > 0 && rd->stream_fd >= 0 &&
+        pfp__write_all(rd->stream_fd, e->chunk, (size_t)got) != 0) {
+      rd->stream_errno = errno;
+      rd->stream_fd = -1;
+    }
+  }
+  if (got < 0 && errno == EAGAIN)
+    return 0;
+  if (got <= 0) {
+    pfp__close(&s->fd[FD_RESULT]);
+    return 0;
+  }
+  if (pfp__frame_reader_stream_commit(rd, (size_t)got) != 0 &&
+      rd->protocol_error == NULL)
+    rd->protocol_error = pfp__strdup("out of memory in the host");
+  return 1;
+}
+
 /* ---- reading --------------------------------------------------------- */
 
 static void capture_add(capture *c, const char *data, size_t len,
@@ -715,6 +800,14 @@ static void capture_add(capture *c, const char *data, size_t len,
 static void read_fd(exec_state *e, slot *s, int k, int all) {
   int most = all ? DRAIN_CHUNKS : READS_PER_WAKE;
   for (int n = 0; s->fd[k] >= 0 && n < most; n++) {
+    if (k == FD_RESULT && e->hooks->stream_begin != NULL) {
+      offer_stream(e, s);
+      if (s->reader.streaming) {
+        if (!stream_some(e, s))
+          return;
+        continue;
+      }
+    }
     size_t room = 0;
     char *direct =
         k == FD_RESULT ? pfp__frame_reader_direct(&s->reader, &room) : NULL;
@@ -779,11 +872,20 @@ static void judge(exec_state *e, slot *s, pfp_record *r, int wstatus,
     r->exit_code = WEXITSTATUS(wstatus);
   if (reaped && WIFSIGNALED(wstatus))
     r->signal = WTERMSIG(wstatus);
-  if (rd->result != NULL && !pfp__frame_reader_partial(rd)) {
-    r->result_text = rd->result;
-    r->result_len = rd->result_len;
-    rd->result = NULL;
+  int has_result = 0;
+  if (!pfp__frame_reader_partial(rd)) {
+    if (rd->result != NULL) {
+      r->result_text = rd->result;
+      r->result_len = rd->result_len;
+      rd->result = NULL;
+      has_result = 1;
+    } else if (rd->result_streamed) {
+      r->result_streamed = 1;
+      r->result_len = rd->result_len;
+      has_result = 1;
+    }
   }
+  r->stream_errno = rd->stream_errno;
 
   if (s->timed_out) {
     r->status = PFP_STATUS_TIMEOUT;
@@ -817,17 +919,19 @@ static void judge(exec_state *e, slot *s, pfp_record *r, int wstatus,
     r->status = PFP_STATUS_CRASHED;
     if (rd->in_payload)
       r->error = pfp__strdupf("exited with code %d in the middle of writing "
-                              "its result (%zu of %llu bytes)",
-                              r->exit_code, rd->payload.len,
+                              "its result (%llu of %llu bytes)",
+                              r->exit_code,
+                              (unsigned long long)
+                                  pfp__frame_reader_received(rd),
                               (unsigned long long)rd->want);
     else
       r->error = pfp__strdupf("exited with code %d in the middle of writing "
                               "its result (%zu of %d header bytes)",
                               r->exit_code, rd->header_len,
                               PFP__FRAME_HEADER);
-  } else if (r->result_text != NULL && r->exit_code == 0) {
+  } else if (has_result && r->exit_code == 0) {
     r->status = PFP_STATUS_OK;
-  } else if (r->result_text != NULL) {
+  } else if (has_result) {
     r->status = PFP_STATUS_CRASHED;
     r->error = pfp__strdupf("exited with code %d after delivering its result",
                             r->exit_code);
@@ -898,14 +1002,16 @@ static void worker_job_end(void *ud, pfp__frame_reader *rd) {
   r->index = s->batch_index[k];
   r->function_name = record_name(&rd->name, &s->batch_names[k]);
   r->duration_ms = (now - s->started) * 1000.0;
+  r->stream_errno = rd->stream_errno;
   if (rd->error != NULL) {
     r->status = PFP_STATUS_ERROR;
     r->error = rd->error;
     rd->error = NULL;
-  } else if (rd->result != NULL) {
+  } else if (rd->result != NULL || rd->result_streamed) {
     r->status = PFP_STATUS_OK;
     r->result_text = rd->result;
     r->result_len = rd->result_len;
+    r->result_streamed = rd->result_streamed;
     rd->result = NULL;
   } else {
     r->status = PFP_STATUS_CRASHED;

@@ -75,6 +75,10 @@ char *pfp__buf_steal(pfp__buf *b, size_t *len);
 ** -1 with errno (EAGAIN for an empty non-blocking pipe). */
 ssize_t pfp__read_some(int fd, void *buf, size_t len);
 int pfp__write_all(int fd, const void *buf, size_t len);
+/* Moves up to len bytes from a non-blocking pipe to `to` in the kernel
+** (splice), retried on EINTR: bytes moved, 0 at EOF, -1 with errno
+** (EAGAIN: the pipe is empty; EINVAL: `to` cannot take a splice). */
+ssize_t pfp__splice_some(int from, int to, size_t len);
 /* For the fork server's socket.  Sends use MSG_NOSIGNAL: a peer that is gone
 ** gives EPIPE, never a SIGPIPE that would kill the host.  pfp__send_some
 ** and pfp__recv_some return bytes moved or -1 (flags may add MSG_DONTWAIT);
@@ -303,6 +307,15 @@ typedef struct pfp__frame_reader {
   char *out, *err; /* a reused worker's output for the job */
   size_t out_len, err_len;
   char *protocol_error; /* set once; the reader then ignores further bytes */
+  /* A result payload copied out to a descriptor as it arrives instead of
+  ** kept (pfp__frame_reader_stream): */
+  int stream_decided;  /* the current result frame was offered */
+  int streaming;       /* its payload bytes now go to stream_fd */
+  int stream_fd;       /* -1: the output failed, the rest is dropped */
+  int stream_copy;     /* splice refused: copy through the host */
+  int stream_errno;    /* why the output failed, 0 if it did not */
+  uint64_t streamed;   /* payload bytes gone to the stream so far */
+  int result_streamed; /* the whole result went to the stream */
   /* Set for a reused worker's pipe (NULL: one job, no job-end frames). */
   pfp__job_end_fn on_job_end;
   void *ud;
@@ -322,6 +335,20 @@ int pfp__frame_reader_commit(pfp__frame_reader *r, size_t n);
 void pfp__frame_reader_take_job(pfp__frame_reader *r);
 /* True when a frame was begun and not completed. */
 int pfp__frame_reader_partial(const pfp__frame_reader *r);
+/* Payload bytes of the current frame received so far. */
+uint64_t pfp__frame_reader_received(const pfp__frame_reader *r);
+/* True when the current frame is a result payload of at least `min` bytes
+** that has not yet been offered to a stream. */
+int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min);
+/* Sends the rest of the current result payload to fd: the bytes already
+** buffered must have been written there first (they are dropped here).
+** From now on the caller moves the payload itself and reports each piece
+** with pfp__frame_reader_stream_commit.  Returns 0, or -1 when out of
+** memory (a result completed by the buffered bytes alone). */
+int pfp__frame_reader_stream(pfp__frame_reader *r, int fd);
+/* Counts n more payload bytes as streamed; completes the frame with the
+** last of them.  Returns 0, or -1 when out of memory. */
+int pfp__frame_reader_stream_commit(pfp__frame_reader *r, size_t n);
 
 /* ---- record.c --------------------------------------------------------- */
 
@@ -331,6 +358,11 @@ struct pfp_record {
   pfp_status status;
   char *result_text; /* exact JSON text, or NULL */
   size_t result_len;
+  /* The result went to a stream (pfp__set_result_stream) as it arrived:
+  ** result_text is NULL, result_len its length.  stream_errno: the stream's
+  ** output failed with it, and the copy is incomplete. */
+  int result_streamed;
+  int stream_errno;
   json_t *result;    /* decoded lazily from result_text */
   char *error;
   int exit_code;
@@ -344,8 +376,9 @@ struct pfp_record {
 
 pfp_record *pfp__record_new(void);
 /* Appends the record's JSON text before its result (which follows, as
-** pfp_record_result_text gives it) to head, and what comes after to tail.
-** Returns 0, or -1 when out of memory. */
+** pfp_record_result_text gives it) to head, and what comes after to tail;
+** either may be NULL.  The head depends only on the name and index (and on
+** whether there is a result).  Returns 0, or -1 when out of memory. */
 int pfp__record_json_parts(const pfp_record *r, pfp__buf *head,
                            pfp__buf *tail);
 void pfp__record_free(pfp_record *r);
@@ -425,6 +458,13 @@ typedef struct pfp__exec_hooks {
   /* Called before the engine waits; non-zero stops the run as `done`
   ** does.  May be NULL. */
   int (*idle)(void *ud);
+  /* Offered each result of at least 1 MiB as its frame begins, described
+  ** by a record (borrowed for the call) with result_streamed set: returns
+  ** a descriptor the payload is copied to as it arrives, or -1 to keep it
+  ** as usual.  The record that follows says whether the whole result went
+  ** there (result_streamed) and whether writing failed (stream_errno).
+  ** May be NULL. */
+  int (*stream_begin)(void *ud, const pfp_record *head);
   void *ud;
 } pfp__exec_hooks;
 
@@ -433,6 +473,12 @@ typedef struct pfp__exec_hooks {
 ** PFP_E* code with a message in *errmsg (new string). */
 int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
               const pfp__exec_hooks *hooks, char **errmsg);
+
+/* pfp-run's way out for big results: each result of at least 1 MiB is
+** offered to fn as it begins (see pfp__exec_hooks.stream_begin), while
+** records are not kept and no fork server runs the work.  NULL: off. */
+typedef int (*pfp__stream_fn)(void *ud, const pfp_record *head);
+void pfp__set_result_stream(pfp_processor *p, pfp__stream_fn fn, void *ud);
 
 /* ---- server.c: the fork server (pfp_start_fork_server) ---------------- */
 

@@ -38,6 +38,14 @@ typedef struct run {
   int write_failed;
   pfp__buf out;  /* records not yet written (see flush_out) */
   pfp__buf tail; /* the end of the record being written */
+  /* A big result goes from its child to stdout as it arrives (see
+  ** stream_result), when stdout is a regular file written at its end: one
+  ** cut short can then be taken back. */
+  int out_streamable;
+  int streaming;        /* a result is on its way: other output waits */
+  size_t stream_index;  /* its record's index */
+  off_t stream_at;      /* where its record (with separator) begins */
+  pfp__buf stream_head; /* the separator and head written for it */
   /* The jobs file, read as a stream. */
   int jobs_fd;             /* -1: no jobs file */
   int jobs_seekable;       /* a regular file: read it whole, twice */
@@ -191,6 +199,8 @@ static char *read_file(const char *path, size_t *len) {
 #define OUT_BUFFER (64 << 10)
 
 static void flush_out(run *r) {
+  if (r->streaming)
+    return; /* written after the streamed record */
   if (!r->write_failed && r->out.len > 0 &&
       pfp__write_all(STDOUT_FILENO, r->out.data, r->out.len) != 0)
     r->write_failed = errno ? errno : EIO;
@@ -200,7 +210,7 @@ static void flush_out(run *r) {
 static void write_bytes(run *r, const char *data, size_t len) {
   if (r->write_failed || len == 0)
     return;
-  if (len >= OUT_BUFFER) {
+  if (len >= OUT_BUFFER && !r->streaming) {
     /* A big result goes out from where it is, not through the buffer. */
     flush_out(r);
     if (!r->write_failed && pfp__write_all(STDOUT_FILENO, data, len) != 0)
@@ -245,6 +255,79 @@ static int write_record(run *r, const pfp_record *rec) {
   return 0;
 }
 
+/* ---- big results, streamed ---------------------------------------------- */
+
+/* Offered each big result as it begins to arrive: when it is the record to
+** print next, its separator and head are written now and the engine copies
+** the result after them (splice: it never passes through this process).
+** Returns the descriptor to copy to, or -1 to get the record whole. */
+static int stream_result(void *ud, const pfp_record *head) {
+  run *r = ud;
+  if (!r->out_streamable || r->streaming || r->write_failed ||
+      (!r->jsonl && pfp_record_index(head) != r->next_to_print))
+    return -1;
+  flush_out(r);
+  off_t at = lseek(STDOUT_FILENO, 0, SEEK_CUR);
+  struct stat st;
+  /* Taking a result back truncates the file: nothing may follow. */
+  if (r->write_failed || at < 0 || fstat(STDOUT_FILENO, &st) != 0 ||
+      st.st_size != at)
+    return -1;
+  r->stream_head.len = 0;
+  r->tail.len = 0;
+  if ((!r->jsonl && pfp__buf_append(&r->stream_head,
+                                    r->printed == 0 ? "[\n" : ",\n", 2)) ||
+      pfp__record_json_parts(head, &r->stream_head, &r->tail) != 0)
+    return -1;
+  if (pfp__write_all(STDOUT_FILENO, r->stream_head.data,
+                     r->stream_head.len) != 0) {
+    r->write_failed = errno ? errno : EIO;
+    return -1;
+  }
+  r->streaming = 1;
+  r->stream_index = pfp_record_index(head);
+  r->stream_at = at;
+  return STDOUT_FILENO;
+}
+
+/* Drops what was written of a streamed record. */
+static void take_back_stream(run *r) {
+  r->streaming = 0;
+  if (ftruncate(STDOUT_FILENO, r->stream_at) != 0 ||
+      lseek(STDOUT_FILENO, r->stream_at, SEEK_SET) < 0)
+    r->write_failed = errno ? errno : EIO;
+}
+
+/* The record of the streamed result has come.  Returns 1 when it is now
+** written whole, 0 when it was taken back and must be written as usual.
+** Its head is the one already written: the engine records a streamed
+** result under the name and index it was offered with. */
+static int end_stream(run *r, const pfp_record *rec) {
+  if (rec->stream_errno != 0) {
+    r->streaming = 0;
+    r->write_failed = rec->stream_errno;
+    return 1;
+  }
+  if (!rec->result_streamed) {
+    take_back_stream(r); /* cut short: its record has no result */
+    return 0;
+  }
+  r->streaming = 0;
+  r->tail.len = 0;
+  if (pfp__record_json_parts(rec, NULL, &r->tail) != 0 ||
+      (r->jsonl && pfp__buf_append(&r->tail, "\n", 1) != 0)) {
+    r->write_failed = ENOMEM;
+    return 1;
+  }
+  if (pfp__write_all(STDOUT_FILENO, r->tail.data, r->tail.len) != 0)
+    r->write_failed = errno ? errno : EIO;
+  if (!r->jsonl) {
+    r->printed++;
+    r->next_to_print++;
+  }
+  return 1;
+}
+
 static int out_of_memory(void) {
   fputs("pfp-run: out of memory\n", stderr);
   return 1;
@@ -253,7 +336,9 @@ static int out_of_memory(void) {
 static int on_record(void *ud, const pfp_record *rec) {
   run *r = ud;
   size_t index = pfp_record_index(rec);
-  if (r->jsonl || index == r->next_to_print) {
+  if (r->streaming && index == r->stream_index && end_stream(r, rec)) {
+    flush_out(r); /* what finished meanwhile */
+  } else if (r->jsonl || index == r->next_to_print) {
     if (!r->jsonl)
       write_text(r, r->printed++ == 0 ? "[\n" : ",\n");
     if (write_record(r, rec) != 0)
@@ -303,6 +388,8 @@ static int on_idle(void *ud) {
 /* Ends JSON mode's array.  After an interrupted run, records that finished
 ** out of order are written too, in order, so nothing finished is lost. */
 static void finish_output(run *r) {
+  if (r->streaming)
+    take_back_stream(r); /* the run stopped before its record came */
   if (!r->jsonl) {
     for (size_t i = r->next_to_print; i < r->cap_waiting; i++)
       if (r->waiting[i]) {
@@ -735,6 +822,14 @@ int main(int argc, char **argv) {
   pfp_set_keep_records(r.p, 0);
   pfp_set_on_record(r.p, on_record, &r);
   pfp_set_on_idle(r.p, on_idle, &r);
+  struct stat out_stat;
+  int out_flags = fcntl(STDOUT_FILENO, F_GETFL);
+  /* O_APPEND: a moved result could not be written back in place. */
+  r.out_streamable = fstat(STDOUT_FILENO, &out_stat) == 0 &&
+                     S_ISREG(out_stat.st_mode) && out_flags >= 0 &&
+                     !(out_flags & O_APPEND);
+  if (r.out_streamable)
+    pfp__set_result_stream(r.p, stream_result, &r);
   /* Only now: until children run, the default action (die) is right, and
   ** a script stuck while loading can still be interrupted. */
   install_signal_handlers(r.p);
@@ -775,6 +870,7 @@ done:
   free(r.waiting);
   pfp__buf_free(&r.out);
   pfp__buf_free(&r.tail);
+  pfp__buf_free(&r.stream_head);
   pfp__buf_free(&r.fed);
   signal_target = NULL;
   pfp_processor_destroy(r.p);

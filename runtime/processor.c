@@ -56,6 +56,8 @@ struct pfp_processor {
   void *on_record_ud;
   pfp_idle_fn on_idle;
   void *on_idle_ud;
+  pfp__stream_fn stream; /* pfp__set_result_stream */
+  void *stream_ud;
   int keep_records;
   pfp_feed_fn feed;
   pfp_feed_text_fn feed_text; /* at most one of the two is set */
@@ -692,6 +694,11 @@ int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn, void *userdata) {
   return ok(p);
 }
 
+void pfp__set_result_stream(pfp_processor *p, pfp__stream_fn fn, void *ud) {
+  p->stream = fn;
+  p->stream_ud = ud;
+}
+
 int pfp_set_on_idle(pfp_processor *p, pfp_idle_fn fn, void *userdata) {
   p->on_idle = fn;
   p->on_idle_ud = userdata;
@@ -964,6 +971,11 @@ static int exec_idle(void *ud) {
   return 0;
 }
 
+static int exec_stream_begin(void *ud, const pfp_record *head) {
+  pfp_processor *p = ud;
+  return p->stream(p->stream_ud, head);
+}
+
 static size_t exec_remaining(void *ud) {
   pfp_processor *p = ud;
   return has_feed(p) ? SIZE_MAX : p->nregs - p->next_reg;
@@ -1002,6 +1014,9 @@ static int run_local(pfp_processor *p, const pfp__exec_opts *opts,
                            .remaining = exec_remaining,
                            .idle = exec_idle,
                            .ud = p};
+  /* A kept record must hold its result itself. */
+  if (p->stream != NULL && !p->keep_records)
+    hooks.stream_begin = exec_stream_begin;
   int top = lua_gettop(L);
   int rc = pfp__exec(L, top, opts, &hooks, msg);
   /* The engine pushes and pops each job's function and args itself. */

@@ -104,24 +104,31 @@ static int put_millis(pfp__buf *b, double ms) {
 }
 
 /* The record's JSON text before and after its result, which is not
-** copied: pfp-run writes a large result straight from the record. */
-int pfp__record_json_parts(const pfp_record *r, pfp__buf *head,
-                           pfp__buf *tail) {
-  const char *status = pfp_status_name(r->status);
-  int rc = pfp__buf_reserve(head, 96 + strlen(r->function_name));
+** copied: pfp-run writes a large result straight from the record.  The
+** head holds only what is known when a result begins to arrive (the name
+** and index), so that pfp-run can write a big result while it comes; the
+** status, decided when the function has ended, follows it. */
+static int record_head(const pfp_record *r, pfp__buf *head) {
+  int rc = pfp__buf_reserve(head, 64 + strlen(r->function_name));
   rc |= PUT(head, "{\"function_name\":");
   rc |= pfp__jw_string(head, r->function_name, strlen(r->function_name), 1,
                        NULL);
   rc |= PUT(head, ",\"index\":");
   rc |= pfp__jw_integer(head, (long long)r->index);
-  rc |= PUT(head, ",\"status\":\"");
-  rc |= pfp__buf_append(head, status, strlen(status));
-  rc |= PUT(head, "\",\"result\":");
-  if (r->result_text == NULL)
+  rc |= PUT(head, ",\"result\":");
+  /* A streamed result is written by whoever streamed it, after the head. */
+  if (r->result_text == NULL && !r->result_streamed)
     rc |= PUT(head, "null");
-  rc |= pfp__buf_reserve(tail, 128 + r->out_len + r->err_len +
-                                   (r->error ? strlen(r->error) : 0));
-  rc |= PUT(tail, ",\"error\":");
+  return rc;
+}
+
+static int record_tail(const pfp_record *r, pfp__buf *tail) {
+  const char *status = pfp_status_name(r->status);
+  int rc = pfp__buf_reserve(tail, 160 + r->out_len + r->err_len +
+                                      (r->error ? strlen(r->error) : 0));
+  rc |= PUT(tail, ",\"status\":\"");
+  rc |= pfp__buf_append(tail, status, strlen(status));
+  rc |= PUT(tail, "\",\"error\":");
   rc |= put_text(tail, r->error, r->error ? strlen(r->error) : 0);
   rc |= PUT(tail, ",\"exit_code\":");
   rc |= put_optional(tail, r->exit_code, 0);
@@ -134,6 +141,14 @@ int pfp__record_json_parts(const pfp_record *r, pfp__buf *head,
   rc |= PUT(tail, ",\"stderr\":");
   rc |= put_text(tail, r->err ? r->err : "", r->err_len);
   rc |= PUT(tail, "}");
+  return rc;
+}
+
+int pfp__record_json_parts(const pfp_record *r, pfp__buf *head,
+                           pfp__buf *tail) {
+  int rc = head != NULL ? record_head(r, head) : 0;
+  if (tail != NULL)
+    rc |= record_tail(r, tail);
   return rc == 0 ? 0 : -1;
 }
 
@@ -142,6 +157,8 @@ char *pfp_record_to_json(const pfp_record *r) {
     return NULL;
   pfp__buf head = {0}, tail = {0};
   int rc = pfp__record_json_parts(r, &head, &tail);
+  if (rc == 0 && r->result_streamed) /* not here to write */
+    rc = pfp__buf_append(&head, "null", 4);
   if (rc == 0 && r->result_text != NULL)
     rc = pfp__buf_append(&head, r->result_text, r->result_len);
   if (rc == 0)

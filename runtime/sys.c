@@ -26,6 +26,14 @@ ssize_t pfp__read_some(int fd, void *buf, size_t len) {
   return n;
 }
 
+ssize_t pfp__splice_some(int from, int to, size_t len) {
+  ssize_t n;
+  do
+    n = splice(from, NULL, to, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
 int pfp__write_all(int fd, const void *buf, size_t len) {
   const char *p = buf;
   while (len > 0) {

@@ -64,6 +64,8 @@ void pfp__frame_reader_take_job(pfp__frame_reader *r) {
   free(r->err);
   r->name = r->result = r->error = r->out = r->err = NULL;
   r->result_len = r->out_len = r->err_len = 0;
+  r->result_streamed = 0;
+  r->stream_errno = 0;
 }
 
 static int protocol_error(pfp__frame_reader *r, char *msg) {
@@ -91,6 +93,7 @@ static int frame_complete(pfp__frame_reader *r) {
     return -1;
   r->in_payload = 0;
   r->header_len = 0;
+  r->stream_decided = 0;
   if (type == PFP__FRAME_JOB_END) {
     free(data);
     r->on_job_end(r->ud, r);
@@ -102,7 +105,13 @@ static int frame_complete(pfp__frame_reader *r) {
                 : type == PFP__FRAME_STDOUT ? &r->out
                 : type == PFP__FRAME_STDERR ? &r->err
                                             : &r->error;
-  if (*slot != NULL) {
+  /* A streamed result's record was written under the name known when it
+  ** began: no name may come after it. */
+  if (type == PFP__FRAME_NAME && r->result_streamed) {
+    free(data);
+    return protocol_error(r, pfp__strdup("'N' frame after the result"));
+  }
+  if (*slot != NULL || (type == PFP__FRAME_RESULT && r->result_streamed)) {
     free(data);
     return protocol_error(r, pfp__strdupf("duplicate '%c' frame", type));
   }
@@ -204,4 +213,46 @@ int pfp__frame_reader_commit(pfp__frame_reader *r, size_t n) {
 
 int pfp__frame_reader_partial(const pfp__frame_reader *r) {
   return r->protocol_error == NULL && (r->header_len > 0 || r->in_payload);
+}
+
+uint64_t pfp__frame_reader_received(const pfp__frame_reader *r) {
+  return r->streaming ? r->streamed : r->payload.len;
+}
+
+int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min) {
+  if (!r->in_payload || r->streaming || r->stream_decided ||
+      r->protocol_error != NULL || r->header[0] != PFP__FRAME_RESULT ||
+      r->want < min)
+    return 0;
+  r->stream_decided = 1;
+  return 1;
+}
+
+/* The streamed payload is complete: the frame ends as a result that is
+** there but not kept. */
+static int stream_complete(pfp__frame_reader *r) {
+  r->streaming = 0;
+  r->in_payload = 0;
+  r->header_len = 0;
+  r->stream_decided = 0;
+  if (r->result != NULL || r->result_streamed)
+    return protocol_error(r, pfp__strdup("duplicate 'R' frame"));
+  r->result_streamed = 1;
+  r->result_len = (size_t)r->want;
+  return 0;
+}
+
+int pfp__frame_reader_stream(pfp__frame_reader *r, int fd) {
+  r->streamed = r->payload.len;
+  pfp__buf_free(&r->payload);
+  r->streaming = 1;
+  r->stream_fd = fd;
+  r->stream_copy = 0;
+  r->stream_errno = 0;
+  return r->streamed == r->want ? stream_complete(r) : 0;
+}
+
+int pfp__frame_reader_stream_commit(pfp__frame_reader *r, size_t n) {
+  r->streamed += n;
+  return r->streamed == r->want ? stream_complete(r) : 0;
 }
