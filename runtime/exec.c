@@ -803,7 +803,10 @@ static void read_fd(exec_state *e, slot *s, int k, int all) {
     if (k == FD_RESULT && e->hooks->stream_begin != NULL) {
       offer_stream(e, s);
       if (s->reader.streaming) {
-        if (!stream_some(e, s))
+        int more = stream_some(e, s);
+        if (s->reader.protocol_error != NULL && reusing(e))
+          kill(-s->pid, SIGKILL); /* as below */
+        if (!more)
           return;
         continue;
       }
