@@ -52,6 +52,15 @@ function cut_short(q, context, args)
   f:flush()
   os.exit(0)
 end
+-- Delivers 2 of 8 MiB, says so in a file, then waits far longer than any
+-- test.
+function half_then_wait(q, context, args)
+  local f = result_pipe()
+  f:write("R", string.pack("<I8", 8 * 1024 * 1024))
+  f:write(string.rep("z", 2 * 1024 * 1024))
+  f:flush()
+  os.execute("touch " .. args.marker .. " && exec sleep 60")
+end
 function big(q, context, args)
   return string.rep(args.unit, args.n)
 end
@@ -198,6 +207,40 @@ describe("a big result written to a file as it arrives", function()
       assert.are.equal("crashed", records[2].status)
       assert.are.equal(pfp.null, records[2].result)
     end
+  end)
+
+  it("is in the file while it arrives, and taken back when pfp-run is interrupted", function()
+    local dir = H.tmpdir()
+    local marker = dir .. "/half"
+    local h = H.spawn({ script_path, 'small={"n":1}',
+      string.format('half_then_wait={"marker":"%s"}', marker) }, dir)
+    -- The events: the function has written half its result, and pfp-run
+    -- has put those bytes in its output file already.
+    local streamed = H.wait_until(function()
+      local f = io.open(h.out, "rb")
+      local size = f and f:seek("end") or 0
+      if f then f:close() end
+      return h.pid() ~= nil and H.exists(marker) and size > 2 * MiB
+    end, 20)
+    local pid = h.pid()
+    if not streamed then
+      if pid then os.execute("kill -KILL " .. pid) end
+      H.rmrf(dir)
+      error("the half result did not reach the file while the function ran")
+    end
+    assert(os.execute("kill -INT " .. pid))
+    local ended = H.wait_until(function() return h.status() ~= nil end, 10)
+    if not ended then os.execute("kill -KILL " .. pid) end
+    local text, status = H.slurp(h.out), h.status()
+    H.rmrf(dir)
+    assert.is_true(ended, "pfp-run did not exit after SIGINT")
+    assert.are.equal(130, status)
+    assert.is_nil(text:find("zzzz", 1, true))
+    local records = H.decode(text)
+    assert.are.equal(2, #records)
+    assert.are.equal("ok", records[1].status)
+    assert.are.equal("crashed", records[2].status)
+    assert.are.equal(pfp.null, records[2].result)
   end)
 
   it("never holds the result in pfp-run: 64 MiB reach a file from a host limited to 40 MB", function()
