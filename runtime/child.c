@@ -74,24 +74,26 @@ static void widen_pipe(int fd, size_t payload) {
     (void)fcntl(fd, F_SETPIPE_SZ, WIDE_PIPE);
 }
 
-/* Writes the name frame (if any) and the result frame, whose payload is
-** the text in json with each hole's string put in its place: one writev,
-** and no copy of a long string. */
-static int write_result(int fd, const char *name, size_t name_len,
-                        const pfp__buf *json, const pfp__json_holes *holes) {
-  unsigned char name_header[PFP__FRAME_HEADER], header[PFP__FRAME_HEADER];
-  struct iovec iov[4 + 2 * PFP__HOLES_MAX];
+/* The name frame (if any) and the result frame, whose payload is the text
+** in json with each hole's string put in its place, as iovecs (at most
+** RESULT_IOV) over the two headers given: no copy of a long string.
+** *total gets the payload's size. */
+#define RESULT_IOV (3 + 2 * PFP__HOLES_MAX)
+static int result_iov(struct iovec *iov,
+                      unsigned char headers[2][PFP__FRAME_HEADER],
+                      const char *name, size_t name_len, const pfp__buf *json,
+                      const pfp__json_holes *holes, uint64_t *total) {
   int k = 0;
   if (name != NULL) {
-    pfp__frame_header(name_header, PFP__FRAME_NAME, name_len);
-    iov[k++] = (struct iovec){name_header, PFP__FRAME_HEADER};
+    pfp__frame_header(headers[0], PFP__FRAME_NAME, name_len);
+    iov[k++] = (struct iovec){headers[0], PFP__FRAME_HEADER};
     iov[k++] = (struct iovec){(void *)name, name_len};
   }
-  uint64_t total = json->len;
+  *total = json->len;
   for (size_t h = 0; h < holes->n; h++)
-    total += holes->list[h].len;
-  pfp__frame_header(header, PFP__FRAME_RESULT, total);
-  iov[k++] = (struct iovec){header, PFP__FRAME_HEADER};
+    *total += holes->list[h].len;
+  pfp__frame_header(headers[1], PFP__FRAME_RESULT, *total);
+  iov[k++] = (struct iovec){headers[1], PFP__FRAME_HEADER};
   size_t from = 0;
   for (size_t h = 0; h < holes->n; h++) {
     const pfp__json_hole *hole = &holes->list[h];
@@ -100,14 +102,37 @@ static int write_result(int fd, const char *name, size_t name_len,
     from = hole->at;
   }
   iov[k++] = (struct iovec){json->data + from, json->len - from};
-  widen_pipe(fd, (size_t)total);
-  return pfp__writev_all(fd, iov, k);
+  return k;
+}
+
+/* A reused worker's result when its function returned it: kept, encoded,
+** until the job's end, whose frames then go with it in one write.  The
+** function has finished; only the worker's own bookkeeping runs in
+** between.  A result given to q:put is written at once instead, so that it
+** is delivered even if the function then dies. */
+static struct {
+  int set;
+  char *name; /* a copy: the Lua string may be collected meanwhile */
+  size_t name_len;
+  pfp__buf json;
+  pfp__json_holes holes; /* their strings stay anchored until released */
+} held;
+
+static void release_held(lua_State *L) {
+  if (!held.set)
+    return;
+  pfp__json_holes_release(L, &held.holes);
+  pfp__buf_free(&held.json);
+  free(held.name);
+  held.set = 0;
+  held.name = NULL;
 }
 
 /* Encodes the result at the top of the stack (its function_name below it)
-** and writes the frames.  Returns NULL, or an error message (new string)
-** when it cannot be serialized; raises nothing itself. */
-static char *deliver(lua_State *L, int fd) {
+** and writes the frames, or with `hold` keeps them for the job's end.
+** Returns NULL, or an error message (new string) when it cannot be
+** serialized; raises nothing itself. */
+static char *deliver(lua_State *L, int fd, int hold) {
   size_t name_len = 0;
   const char *name = lua_type(L, -2) == LUA_TSTRING
                          ? lua_tolstring(L, -2, &name_len)
@@ -116,12 +141,31 @@ static char *deliver(lua_State *L, int fd) {
   pfp__json_holes holes;
   char *errmsg = NULL;
   int rc = pfp__lua_to_json_holes(L, -1, "result", &json, &holes, &errmsg);
-  if (rc == 0 && write_result(fd, name, name_len, &json, &holes) != 0)
+  if (rc != 0) {
+    pfp__json_holes_release(L, &holes);
+    pfp__buf_free(&json);
+    return errmsg ? errmsg : pfp__strdup("result: not enough memory");
+  }
+  char *name_copy = hold && name ? malloc(name_len + 1) : NULL;
+  if (hold && (name == NULL || name_copy != NULL)) {
+    if (name_copy != NULL)
+      memcpy(name_copy, name, name_len + 1);
+    held.set = 1;
+    held.name = name_copy;
+    held.name_len = name_len;
+    held.json = json;
+    held.holes = holes;
+    return NULL;
+  }
+  struct iovec iov[RESULT_IOV];
+  unsigned char headers[2][PFP__FRAME_HEADER];
+  uint64_t total;
+  int k = result_iov(iov, headers, name, name_len, &json, &holes, &total);
+  widen_pipe(fd, (size_t)total);
+  if (pfp__writev_all(fd, iov, k) != 0)
     host_gone();
   pfp__json_holes_release(L, &holes);
   pfp__buf_free(&json);
-  if (rc != 0)
-    return errmsg ? errmsg : pfp__strdup("result: not enough memory");
   return NULL;
 }
 
@@ -133,7 +177,7 @@ static int queue_put(lua_State *L) {
     return caller_error(L, "q:put: a result was already put (put may be "
                            "called once per function)");
   unwrap_result(L, 2);
-  char *errmsg = deliver(L, q->fd);
+  char *errmsg = deliver(L, q->fd, 0);
   if (errmsg != NULL) {
     lua_pushstring(L, errmsg);
     free(errmsg);
@@ -209,6 +253,7 @@ static int traceback_handler(lua_State *L) {
 static struct {
   const char *name;
   int result_fd;
+  int hold_result; /* a reused worker: see `held` */
   size_t memory_limit;
   limiter mem;
 } job;
@@ -325,7 +370,7 @@ static int child_body(lua_State *L) {
   if (!q->put_done) {
     /* No put: the function's return value is its result. */
     unwrap_result(L, -1);
-    char *errmsg = deliver(L, job.result_fd);
+    char *errmsg = deliver(L, job.result_fd, job.hold_result);
     if (errmsg != NULL) {
       lua_pushfstring(L, "%s (the function's return value)", errmsg);
       free(errmsg);
@@ -402,10 +447,42 @@ static char *take_output(int fd, size_t *len) {
   return data;
 }
 
+/* A reused worker's frames at the end of a job, in one write: the result
+** it holds (if any), what the job wrote to stdout and stderr (if
+** anything), and the job's end. */
+static int write_job_end(int fd, const char *out, size_t out_len,
+                         const char *err, size_t err_len) {
+  struct iovec iov[RESULT_IOV + 5];
+  unsigned char result_headers[2][PFP__FRAME_HEADER];
+  unsigned char headers[3][PFP__FRAME_HEADER];
+  int k = 0;
+  if (held.set) {
+    uint64_t total;
+    k = result_iov(iov, result_headers, held.name, held.name_len, &held.json,
+                   &held.holes, &total);
+    widen_pipe(fd, (size_t)total);
+  }
+  int n = 0;
+  if (out != NULL) {
+    pfp__frame_header(headers[n], PFP__FRAME_STDOUT, out_len);
+    iov[k++] = (struct iovec){headers[n++], PFP__FRAME_HEADER};
+    iov[k++] = (struct iovec){(void *)out, out_len};
+  }
+  if (err != NULL) {
+    pfp__frame_header(headers[n], PFP__FRAME_STDERR, err_len);
+    iov[k++] = (struct iovec){headers[n++], PFP__FRAME_HEADER};
+    iov[k++] = (struct iovec){(void *)err, err_len};
+  }
+  pfp__frame_header(headers[n], PFP__FRAME_JOB_END, 0);
+  iov[k++] = (struct iovec){headers[n], PFP__FRAME_HEADER};
+  return pfp__writev_all(fd, iov, k);
+}
+
 void pfp__worker_run(lua_State *L, int context, const pfp__batch *batch,
                      size_t first, size_t count, int result_fd,
                      size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
+  job.hold_result = 1;
   for (size_t k = first; k < count; k++) {
     lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 1));
     /* Text is decoded inside child_body's protected call (decode_args):
@@ -422,15 +499,9 @@ void pfp__worker_run(lua_State *L, int context, const pfp__batch *batch,
     size_t out_len, err_len;
     char *out = take_output(STDOUT_FILENO, &out_len);
     char *err = take_output(STDERR_FILENO, &err_len);
-    pfp__frame_out frames[3];
-    int n = 0;
-    if (out != NULL)
-      frames[n++] = (pfp__frame_out){PFP__FRAME_STDOUT, out, out_len};
-    if (err != NULL)
-      frames[n++] = (pfp__frame_out){PFP__FRAME_STDERR, err, err_len};
-    frames[n++] = (pfp__frame_out){PFP__FRAME_JOB_END, NULL, 0};
-    if (pfp__frames_write(result_fd, frames, n) != 0)
+    if (write_job_end(result_fd, out, out_len, err, err_len) != 0)
       host_gone();
+    release_held(L);
     free(out);
     free(err);
   }

@@ -271,13 +271,6 @@ enum {
 #define PFP__FRAME_MAX ((uint64_t)1 << 40)
 
 int pfp__frame_write(int fd, int type, const void *payload, size_t len);
-/* Several frames in one system call (at most PFP__FRAMES_MAX). */
-typedef struct pfp__frame_out {
-  int type;
-  const void *payload;
-  size_t len;
-} pfp__frame_out;
-#define PFP__FRAMES_MAX 4
 /* The 9 header bytes of a frame of `len` payload bytes. */
 void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
                        uint64_t len);
@@ -286,7 +279,6 @@ void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
 ** which may lie, reserves nothing big).  Larger payloads grow as they
 ** arrive. */
 #define PFP__FRAME_RESERVE_MAX ((uint64_t)1 << 30)
-int pfp__frames_write(int fd, const pfp__frame_out *frames, int n);
 
 /* The host's incremental reader: feed it bytes as they come. */
 struct pfp__frame_reader;

@@ -25,24 +25,11 @@ void pfp__frame_header(unsigned char header[PFP__FRAME_HEADER], int type,
     header[1 + i] = (unsigned char)(len >> (8 * i));
 }
 
-/* One writev for all the frames a job sends at once: a system call per
-** frame is measurable when functions are trivial. */
-int pfp__frames_write(int fd, const pfp__frame_out *frames, int n) {
-  unsigned char headers[PFP__FRAMES_MAX][PFP__FRAME_HEADER];
-  struct iovec iov[2 * PFP__FRAMES_MAX];
-  int k = 0;
-  for (int f = 0; f < n && f < PFP__FRAMES_MAX; f++) {
-    pfp__frame_header(headers[f], frames[f].type, frames[f].len);
-    iov[k++] = (struct iovec){headers[f], PFP__FRAME_HEADER};
-    if (frames[f].len > 0)
-      iov[k++] = (struct iovec){(void *)frames[f].payload, frames[f].len};
-  }
-  return pfp__writev_all(fd, iov, k);
-}
-
 int pfp__frame_write(int fd, int type, const void *payload, size_t len) {
-  pfp__frame_out frame = {type, payload, len};
-  return pfp__frames_write(fd, &frame, 1);
+  unsigned char header[PFP__FRAME_HEADER];
+  pfp__frame_header(header, type, len);
+  struct iovec iov[2] = {{header, PFP__FRAME_HEADER}, {(void *)payload, len}};
+  return pfp__writev_all(fd, iov, len > 0 ? 2 : 1);
 }
 
 void pfp__frame_reader_free(pfp__frame_reader *r) {

@@ -193,6 +193,34 @@ end
     assert.are.equal("last words\n", records[1].stdout)
   end)
 
+  it("keeps a result given to q:put when the call then dies, and a returned one with the call's end", function()
+    local s = script(PID .. [[
+local pfp = require "pfp"
+function put_then_die(q, context, args)
+  q:put({ put = args.i, pid = pid() })
+  os.execute("kill -KILL $PPID")
+end
+function returns(q, context, args) return { returned = args.i, pid = pid() } end
+]])
+    local records, err, code = run_json({ "-j", "1", "--reuse", "10", s,
+      'returns={"i":1}', 'put_then_die={"i":2}', 'returns={"i":3}', 'returns={"i":4}' })
+    assert.are.equal(1, code, err)
+    assert.are.equal(4, #records)
+    assert.are.equal("ok", records[1].status)
+    assert.are.equal(1, records[1].result.returned)
+    assert.are.equal("crashed", records[2].status)
+    assert.are.equal(9, records[2].signal)
+    assert.are.equal(2, records[2].result.put)
+    assert.are.equal(records[1].result.pid, records[2].result.pid)
+    for k = 3, 4 do
+      assert.are.equal("ok", records[k].status)
+      assert.are.equal(k, records[k].result.returned)
+    end
+    -- The calls after the crash share a new worker.
+    assert.are_not.equal(records[2].result.pid, records[3].result.pid)
+    assert.are.equal(records[3].result.pid, records[4].result.pid)
+  end)
+
   it("shares a worker's Lua state between its calls (what reuse gives up)", function()
     local s = script(MIX)
     local records, err, code = run_json(concat({ "-j", "1", "--reuse", "5", s }, calls("count", 5)))
