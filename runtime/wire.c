@@ -92,9 +92,11 @@ static int frame_complete(pfp__frame_reader *r) {
                 : type == PFP__FRAME_STDOUT ? &r->out
                 : type == PFP__FRAME_STDERR ? &r->err
                                             : &r->error;
-  /* A streamed result's record was written under the name known when it
-  ** began: no name may come after it. */
-  if (type == PFP__FRAME_NAME && r->result_streamed) {
+  /* A child sends the name before the result.  A result streamed out as
+  ** it arrived was recorded under the name known then, so none may follow
+  ** it, and the rule holds for every result alike, whether it was streamed
+  ** or not (which depends only on how the bytes happened to arrive). */
+  if (type == PFP__FRAME_NAME && (r->result != NULL || r->result_streamed)) {
     free(data);
     return protocol_error(r, pfp__strdup("'N' frame after the result"));
   }
@@ -207,9 +209,11 @@ uint64_t pfp__frame_reader_received(const pfp__frame_reader *r) {
 }
 
 int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min) {
+  /* A second result is refused when complete, as always: it must not
+  ** reach the stream behind the first. */
   if (!r->in_payload || r->streaming || r->stream_decided ||
       r->protocol_error != NULL || r->header[0] != PFP__FRAME_RESULT ||
-      r->want < min)
+      r->want < min || r->result != NULL || r->result_streamed)
     return 0;
   r->stream_decided = 1;
   return 1;

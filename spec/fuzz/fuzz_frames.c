@@ -4,7 +4,8 @@
 **
 ** A child can die mid-write or write anything at all, so the reader must
 ** cope with every byte stream.  Each input becomes a stream, which is fed
-** whole, one byte at a time, in chunks whose sizes come from the input and,
+** whole, one byte at a time, in chunks whose sizes come from the input (also
+** with results taken over as they arrive, as pfp-run streams big ones) and,
 ** for short streams, split in two at every position.  Every way of feeding
 ** must end in the same state, and that state must be what a plain reference
 ** decoder of the whole stream expects.
@@ -71,13 +72,27 @@ static void log_job(pfp__buf *log, const void *const field[SLOTS],
   }
 }
 
-/* The reader's job-end callback: logs what the reader handed over. */
+/* Where a run that streams results (run_streaming) puts their bytes;
+** NULL in the other runs. */
+static pfp__buf *stream_sink;
+
+/* The reader's job-end callback: logs what the reader handed over (a
+** streamed result from the sink). */
 static void reader_job_end(void *ud, pfp__frame_reader *r) {
-  const void *field[SLOTS] = {r->name, r->result, r->error, r->out, r->err};
+  const void *result = r->result;
+  static const char empty[1];
+  if (r->result_streamed) {
+    FUZZ_CHECK(r->result == NULL && stream_sink != NULL);
+    FUZZ_CHECK(stream_sink->len == r->result_len);
+    result = stream_sink->data ? stream_sink->data : empty;
+  }
+  const void *field[SLOTS] = {r->name, result, r->error, r->out, r->err};
   size_t len[SLOTS] = {r->name ? strlen(r->name) : 0, r->result_len,
                        r->error ? strlen(r->error) : 0, r->out_len,
                        r->err_len};
   log_job(ud, field, len);
+  if (stream_sink != NULL)
+    stream_sink->len = 0;
 }
 
 /* Decodes the whole stream at once, the simplest way the format allows. */
@@ -119,8 +134,10 @@ static void decode(const unsigned char *s, size_t n, int reuse,
       pos += (size_t)len;
       continue;
     }
-    /* A second frame of a kind is refused only once it is complete. */
-    if (x->slot[slot] != NULL) {
+    /* A second frame of a kind is refused only once it is complete, and
+    ** so is a name after the result. */
+    if (x->slot[slot] != NULL ||
+        (slot == SLOT_NAME && x->slot[SLOT_RESULT] != NULL)) {
       x->protocol_error = 1;
       return;
     }
@@ -263,6 +280,57 @@ static void run_split_everywhere(const unsigned char *s, size_t n, int reuse,
   }
 }
 
+/* Feeds in chunks as run_chunks does, but as the host does for pfp-run's
+** output: each result of at least `min` bytes that is seen arriving is
+** taken over (pfp__frame_reader_stream) and its bytes moved by the caller.
+** The same jobs, the same fields and the same result bytes must come out;
+** only where a result's bytes are kept differs. */
+static void run_streaming(const unsigned char *s, size_t n, int reuse,
+                          const expected *x, unsigned seed, uint64_t min) {
+  pfp__frame_reader r;
+  pfp__buf jobs, sink = {0};
+  start_reader(&r, reuse, &jobs);
+  stream_sink = &sink;
+  size_t pos = 0;
+  while (pos < n) {
+    unsigned v = next_rand(&seed);
+    size_t take = v % 4 == 0 ? v % 4096 : v % 13;
+    if (take > n - pos)
+      take = n - pos;
+    if (pfp__frame_reader_stream_offer(&r, min)) {
+      /* What has arrived goes out first, then the rest as it comes. */
+      put(&sink, r.payload.data ? r.payload.data : "", r.payload.len);
+      FUZZ_CHECK(pfp__frame_reader_stream(&r, 7) == 0);
+      FUZZ_CHECK(r.stream_fd == 7 && r.payload.len == 0);
+    }
+    if (r.streaming) {
+      uint64_t left = r.want - r.streamed;
+      if (take > left)
+        take = (size_t)left;
+      put(&sink, s + pos, take);
+      FUZZ_CHECK(pfp__frame_reader_stream_commit(&r, take) == 0);
+    } else {
+      feed(&r, take ? s + pos : NULL, take);
+    }
+    pos += take;
+  }
+  expected seen = *x;
+  if (r.result_streamed) {
+    /* The result is the sink's, not the reader's. */
+    FUZZ_CHECK(r.result == NULL);
+    FUZZ_CHECK(x->slot[SLOT_RESULT] != NULL);
+    FUZZ_CHECK(sink.len == x->slot_len[SLOT_RESULT]);
+    FUZZ_CHECK(r.result_len == sink.len);
+    FUZZ_CHECK(sink.len == 0 ||
+               memcmp(sink.data, x->slot[SLOT_RESULT], sink.len) == 0);
+    seen.slot[SLOT_RESULT] = NULL;
+  }
+  check_reader(&r, &seen, n, &jobs);
+  stream_sink = NULL;
+  pfp__buf_free(&sink);
+  stop_reader(&r, &jobs);
+}
+
 /* ---- frames built from a description --------------------------------- */
 
 /* Lengths a broken or hostile child could announce. */
@@ -371,6 +439,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   run_whole(body, n, reuse, &x);
   run_bytewise(body, n, reuse, &x);
   run_chunks(body, n, reuse, &x, seed);
+  run_streaming(body, n, reuse, &x, seed, 1 + seed % 16);
   if (n <= 300)
     run_split_everywhere(body, n, reuse, &x);
   pfp__buf_free(&x.jobs);

@@ -26,12 +26,27 @@ local script_path
 setup(function()
   script_path = H.script([[
 local pfp = require "pfp"
+-- The result pipe: the write end of a pipe above 2, close-on-exec.  (A
+-- reused worker also holds the files its output goes to, and a process may
+-- inherit other pipes, so the first writable descriptor is not always it.)
 local function result_pipe()
-  for fd = 3, 64 do
-    local f = io.open("/proc/self/fd/" .. fd, "wb")
-    if f then return f end
+  local ls = io.popen([=[
+for f in /proc/$PPID/fd/*; do
+  case $(readlink "$f") in
+  pipe:*) echo "${f##*/} $(awk '/^flags/ {print $2}' /proc/$PPID/fdinfo/${f##*/})" ;;
+  esac
+done]=])
+  local found
+  for line in ls:lines() do
+    local fd, flags = line:match("^(%d+) (%d+)$")
+    local bits = fd and tonumber(flags, 8)
+    if bits and tonumber(fd) > 2 and bits % 4 == 1 and bits // 0x80000 % 2 == 1 then
+      assert(not found, "two result pipes?")
+      found = fd
+    end
   end
-  error("no result pipe found")
+  ls:close()
+  return assert(io.open("/proc/self/fd/" .. assert(found, "no result pipe found"), "wb"))
 end
 -- A string result of args.mib MiB of y's, written straight to the result
 -- pipe a MiB at a time: the child never holds it whole.
@@ -49,6 +64,25 @@ function cut_short(q, context, args)
   local f = result_pipe()
   f:write("R", string.pack("<I8", 8 * 1024 * 1024))
   f:write(string.rep("z", 2 * 1024 * 1024))
+  f:flush()
+  os.exit(0)
+end
+-- A result, then what a child never sends: a second result, or a name
+-- after the result.
+local function frame(f, kind, payload)
+  f:write(kind, string.pack("<I8", #payload), payload)
+end
+function two_results(q, context, args)
+  local f = result_pipe()
+  frame(f, "R", '"' .. string.rep("1", args.n) .. '"')
+  frame(f, "R", '"second"')
+  f:flush()
+  os.exit(0)
+end
+function name_after(q, context, args)
+  local f = result_pipe()
+  frame(f, "R", '"' .. string.rep("2", args.n) .. '"')
+  frame(f, "N", "late name")
   f:flush()
   os.exit(0)
 end
@@ -99,6 +133,8 @@ local CALLS = {
   'big_then_exit={"n":1100000}',
   'big_renamed={"n":1300000}',
   'small={"n":3}',
+  'two_results={"n":1500000}',
+  'name_after={"n":1400000}',
 }
 
 -- pfp-run's command line, its stdout going where `redirect` says.
@@ -186,6 +222,14 @@ describe("a big result written to a file as it arrives", function()
       assert.is_true(r[7].result == string.rep("e", 1100000))
       assert.are.equal("a much longer name than the registered one", r[8].function_name)
       assert.is_true(r[8].result == string.rep("e", 1300000))
+      -- Bad frames after a result: crashed, the result kept.
+      assert.are.equal("crashed", r[10].status)
+      assert.is_truthy(r[10].error:find("duplicate 'R' frame", 1, true), r[10].error)
+      assert.is_true(r[10].result == string.rep("1", 1500000))
+      assert.are.equal("crashed", r[11].status)
+      assert.is_truthy(r[11].error:find("'N' frame after the result", 1, true), r[11].error)
+      assert.are.equal("name_after", r[11].function_name)
+      assert.is_true(r[11].result == string.rep("2", 1400000))
       for _, k in ipairs({ 2, 5, 9 }) do
         assert.are.equal("ok", r[k].status)
       end
