@@ -202,6 +202,15 @@ static unsigned next_rand(unsigned *state) {
   return (*state >> 16) & 0x7fff;
 }
 
+/* The next read's size, at most `left`: mostly small, so that headers and
+** payloads are cut anywhere, now and then a large one; empty reads
+** included. */
+static size_t chunk_size(unsigned *seed, size_t left) {
+  unsigned v = next_rand(seed);
+  size_t take = v % 4 == 0 ? v % 4096 : v % 13;
+  return take < left ? take : left;
+}
+
 static void feed(pfp__frame_reader *r, const unsigned char *s, size_t n) {
   /* Out of memory is the only failure, and these inputs are small. */
   FUZZ_CHECK(pfp__frame_reader_feed(r, (const char *)s, n) == 0);
@@ -254,12 +263,7 @@ static void run_chunks(const unsigned char *s, size_t n, int reuse,
   start_reader(&r, reuse, &jobs);
   size_t pos = 0;
   while (pos < n) {
-    /* Mostly small chunks, so that headers and payloads are cut anywhere,
-    ** now and then a large one; empty reads included. */
-    unsigned v = next_rand(&seed);
-    size_t take = v % 4 == 0 ? v % 4096 : v % 13;
-    if (take > n - pos)
-      take = n - pos;
+    size_t take = chunk_size(&seed, n - pos);
     feed(&r, take ? s + pos : NULL, take);
     pos += take;
   }
@@ -293,10 +297,7 @@ static void run_streaming(const unsigned char *s, size_t n, int reuse,
   stream_sink = &sink;
   size_t pos = 0;
   while (pos < n) {
-    unsigned v = next_rand(&seed);
-    size_t take = v % 4 == 0 ? v % 4096 : v % 13;
-    if (take > n - pos)
-      take = n - pos;
+    size_t take = chunk_size(&seed, n - pos);
     if (pfp__frame_reader_stream_offer(&r, min)) {
       /* What has arrived goes out first, then the rest as it comes. */
       put(&sink, r.payload.data ? r.payload.data : "", r.payload.len);

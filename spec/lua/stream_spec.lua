@@ -67,22 +67,13 @@ function cut_short(q, context, args)
   f:flush()
   os.exit(0)
 end
--- A result, then what a child never sends: a second result, or a name
--- after the result.
-local function frame(f, kind, payload)
-  f:write(kind, string.pack("<I8", #payload), payload)
-end
-function two_results(q, context, args)
+-- A result of args.n copies of args.digit, then what a child never sends:
+-- a frame of type args.after (a second result, or a name after the result).
+function bad_after(q, context, args)
   local f = result_pipe()
-  frame(f, "R", '"' .. string.rep("1", args.n) .. '"')
-  frame(f, "R", '"second"')
-  f:flush()
-  os.exit(0)
-end
-function name_after(q, context, args)
-  local f = result_pipe()
-  frame(f, "R", '"' .. string.rep("2", args.n) .. '"')
-  frame(f, "N", "late name")
+  local result = '"' .. string.rep(args.digit, args.n) .. '"'
+  f:write("R", string.pack("<I8", #result), result,
+          args.after, string.pack("<I8", 6), '"late"')
   f:flush()
   os.exit(0)
 end
@@ -133,8 +124,8 @@ local CALLS = {
   'big_then_exit={"n":1100000}',
   'big_renamed={"n":1300000}',
   'small={"n":3}',
-  'two_results={"n":1500000}',
-  'name_after={"n":1400000}',
+  'bad_after={"n":1500000,"digit":"1","after":"R"}',
+  'bad_after={"n":1400000,"digit":"2","after":"N"}',
 }
 
 -- pfp-run's command line, its stdout going where `redirect` says.
@@ -228,7 +219,7 @@ describe("a big result written to a file as it arrives", function()
       assert.is_true(r[10].result == string.rep("1", 1500000))
       assert.are.equal("crashed", r[11].status)
       assert.is_truthy(r[11].error:find("'N' frame after the result", 1, true), r[11].error)
-      assert.are.equal("name_after", r[11].function_name)
+      assert.are.equal("bad_after", r[11].function_name)
       assert.is_true(r[11].result == string.rep("2", 1400000))
       for _, k in ipairs({ 2, 5, 9 }) do
         assert.are.equal("ok", r[k].status)
