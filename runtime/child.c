@@ -74,13 +74,14 @@ static void widen_pipe(int fd, size_t payload) {
     (void)fcntl(fd, F_SETPIPE_SZ, WIDE_PIPE);
 }
 
-/* The name frame (if any) and the result frame, whose payload is the text
-** in json with each hole's string put in its place, as iovecs (at most
-** RESULT_IOV) over the two headers given: no copy of a long string.
-** *total gets the payload's size. */
-#define RESULT_IOV (3 + 2 * PFP__HOLES_MAX)
+/* The name frame (if any) and the result frame of type `type`, whose
+** payload is the text in json with each hole's string put in its place, as
+** iovecs (at most RESULT_IOV: two for the name, the result's header, two
+** per hole and the text after the last) over the two headers given: no
+** copy of a long string.  *total gets the payload's size. */
+#define RESULT_IOV (4 + 2 * PFP__HOLES_MAX)
 static int result_iov(struct iovec *iov,
-                      unsigned char headers[2][PFP__FRAME_HEADER],
+                      unsigned char headers[2][PFP__FRAME_HEADER], int type,
                       const char *name, size_t name_len, const pfp__buf *json,
                       const pfp__json_holes *holes, uint64_t *total) {
   int k = 0;
@@ -92,7 +93,7 @@ static int result_iov(struct iovec *iov,
   *total = json->len;
   for (size_t h = 0; h < holes->n; h++)
     *total += holes->list[h].len;
-  pfp__frame_header(headers[1], PFP__FRAME_RESULT, *total);
+  pfp__frame_header(headers[1], type, *total);
   iov[k++] = (struct iovec){headers[1], PFP__FRAME_HEADER};
   size_t from = 0;
   for (size_t h = 0; h < holes->n; h++) {
@@ -130,9 +131,10 @@ static void release_held(lua_State *L) {
 
 /* Encodes the result at the top of the stack (its function_name below it)
 ** and writes the frames, or with `hold` keeps them for the job's end.
-** Returns NULL, or an error message (new string) when it cannot be
+** `returned`: the function returned it (it has ended), else it gave it to
+** q:put.  Returns NULL, or an error message (new string) when it cannot be
 ** serialized; raises nothing itself. */
-static char *deliver(lua_State *L, int fd, int hold) {
+static char *deliver(lua_State *L, int fd, int returned, int hold) {
   size_t name_len = 0;
   const char *name = lua_type(L, -2) == LUA_TSTRING
                          ? lua_tolstring(L, -2, &name_len)
@@ -160,7 +162,9 @@ static char *deliver(lua_State *L, int fd, int hold) {
   struct iovec iov[RESULT_IOV];
   unsigned char headers[2][PFP__FRAME_HEADER];
   uint64_t total;
-  int k = result_iov(iov, headers, name, name_len, &json, &holes, &total);
+  int k = result_iov(iov, headers,
+                     returned ? PFP__FRAME_RETURNED : PFP__FRAME_RESULT, name,
+                     name_len, &json, &holes, &total);
   widen_pipe(fd, (size_t)total);
   if (pfp__writev_all(fd, iov, k) != 0)
     host_gone();
@@ -177,7 +181,7 @@ static int queue_put(lua_State *L) {
     return caller_error(L, "q:put: a result was already put (put may be "
                            "called once per function)");
   unwrap_result(L, 2);
-  char *errmsg = deliver(L, q->fd, 0);
+  char *errmsg = deliver(L, q->fd, 0, 0);
   if (errmsg != NULL) {
     lua_pushstring(L, errmsg);
     free(errmsg);
@@ -370,7 +374,7 @@ static int child_body(lua_State *L) {
   if (!q->put_done) {
     /* No put: the function's return value is its result. */
     unwrap_result(L, -1);
-    char *errmsg = deliver(L, job.result_fd, job.hold_result);
+    char *errmsg = deliver(L, job.result_fd, 1, job.hold_result);
     if (errmsg != NULL) {
       lua_pushfstring(L, "%s (the function's return value)", errmsg);
       free(errmsg);
@@ -458,8 +462,8 @@ static int write_job_end(int fd, const char *out, size_t out_len,
   int k = 0;
   if (held.set) {
     uint64_t total;
-    k = result_iov(iov, result_headers, held.name, held.name_len, &held.json,
-                   &held.holes, &total);
+    k = result_iov(iov, result_headers, PFP__FRAME_RETURNED, held.name,
+                   held.name_len, &held.json, &held.holes, &total);
     widen_pipe(fd, (size_t)total);
   }
   int n = 0;

@@ -708,7 +708,8 @@ static int start_workers(exec_state *e) {
 ** is written out first, and the rest follows as it comes (stream_some). */
 static void offer_stream(exec_state *e, slot *s) {
   pfp__frame_reader *rd = &s->reader;
-  if (!pfp__frame_reader_stream_offer(rd, STREAM_MIN))
+  if (!pfp__frame_reader_stream_offer(rd, STREAM_MIN,
+                                      e->hooks->stream_returned_only))
     return;
   pfp_record head = {0};
   if (reusing(e)) {

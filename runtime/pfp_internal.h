@@ -259,7 +259,8 @@ int pfp__line_reader_next(pfp__line_reader *r, const char **line, size_t *len,
 /* A frame is a type byte, a 64-bit little-endian length and the payload. */
 enum {
   PFP__FRAME_NAME = 'N',   /* the Result's function_name (UTF-8) */
-  PFP__FRAME_RESULT = 'R', /* the result as JSON text */
+  PFP__FRAME_RESULT = 'R', /* the result as JSON text, given to q:put */
+  PFP__FRAME_RETURNED = 'T', /* the same, returned: the function has ended */
   PFP__FRAME_ERROR = 'E',  /* a Lua error message with traceback */
   /* From a reused worker only, which runs many jobs on one pipe: */
   PFP__FRAME_STDOUT = 'O', /* what the job wrote to stdout; one byte more
@@ -330,8 +331,10 @@ int pfp__frame_reader_partial(const pfp__frame_reader *r);
 /* Payload bytes of the current frame received so far. */
 uint64_t pfp__frame_reader_received(const pfp__frame_reader *r);
 /* True when the current frame is a result payload of at least `min` bytes
-** that has not yet been offered to a stream. */
-int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min);
+** that has not yet been offered to a stream (with `returned_only`, only a
+** result the function returned, whose end is near). */
+int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min,
+                                   int returned_only);
 /* Sends the rest of the current result payload to fd: the bytes already
 ** buffered must have been written there first (they are dropped here).
 ** From now on the caller moves the payload itself and reports each piece
@@ -457,6 +460,7 @@ typedef struct pfp__exec_hooks {
   ** there (result_streamed) and whether writing failed (stream_errno).
   ** May be NULL. */
   int (*stream_begin)(void *ud, const pfp_record *head);
+  int stream_returned_only; /* see pfp__set_result_stream */
   void *ud;
 } pfp__exec_hooks;
 
@@ -470,7 +474,11 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
 ** offered to fn as it begins (see pfp__exec_hooks.stream_begin), while
 ** records are not kept and no fork server runs the work.  NULL: off. */
 typedef int (*pfp__stream_fn)(void *ud, const pfp_record *head);
-void pfp__set_result_stream(pfp_processor *p, pfp__stream_fn fn, void *ud);
+/* returned_only: offer only results the function returned, not those given
+** to q:put, after which it may run on for any time while its record, and
+** so everything written after it, waits. */
+void pfp__set_result_stream(pfp_processor *p, pfp__stream_fn fn, void *ud,
+                            int returned_only);
 
 /* ---- server.c: the fork server (pfp_start_fork_server) ---------------- */
 

@@ -304,7 +304,8 @@ static void take_back_stream(run *r) {
 ** result under the name and index it was offered with. */
 static int end_stream(run *r, const pfp_record *rec) {
   if (rec->stream_errno != 0) {
-    r->streaming = 0;
+    /* The output ends at the last whole record, and the run stops. */
+    take_back_stream(r);
     r->write_failed = rec->stream_errno;
     return 1;
   }
@@ -828,8 +829,12 @@ int main(int argc, char **argv) {
   r.out_streamable = fstat(STDOUT_FILENO, &out_stat) == 0 &&
                      S_ISREG(out_stat.st_mode) && out_flags >= 0 &&
                      !(out_flags & O_APPEND);
+  /* JSON Lines come as records finish: a result given to q:put, after
+  ** which its function may run on, is not streamed there, so that its
+  ** record cannot hold back records finished meanwhile.  In a JSON array
+  ** they wait for it anyway. */
   if (r.out_streamable)
-    pfp__set_result_stream(r.p, stream_result, &r);
+    pfp__set_result_stream(r.p, stream_result, &r, r.jsonl);
   /* Only now: until children run, the default action (die) is right, and
   ** a script stuck while loading can still be interrupted. */
   install_signal_handlers(r.p);

@@ -58,6 +58,7 @@ struct pfp_processor {
   void *on_idle_ud;
   pfp__stream_fn stream; /* pfp__set_result_stream */
   void *stream_ud;
+  int stream_returned_only;
   int keep_records;
   pfp_feed_fn feed;
   pfp_feed_text_fn feed_text; /* at most one of the two is set */
@@ -694,9 +695,11 @@ int pfp_set_on_record(pfp_processor *p, pfp_record_fn fn, void *userdata) {
   return ok(p);
 }
 
-void pfp__set_result_stream(pfp_processor *p, pfp__stream_fn fn, void *ud) {
+void pfp__set_result_stream(pfp_processor *p, pfp__stream_fn fn, void *ud,
+                            int returned_only) {
   p->stream = fn;
   p->stream_ud = ud;
+  p->stream_returned_only = returned_only;
 }
 
 int pfp_set_on_idle(pfp_processor *p, pfp_idle_fn fn, void *userdata) {
@@ -1015,8 +1018,10 @@ static int run_local(pfp_processor *p, const pfp__exec_opts *opts,
                            .idle = exec_idle,
                            .ud = p};
   /* A kept record must hold its result itself. */
-  if (p->stream != NULL && !p->keep_records)
+  if (p->stream != NULL && !p->keep_records) {
     hooks.stream_begin = exec_stream_begin;
+    hooks.stream_returned_only = p->stream_returned_only;
+  }
   int top = lua_gettop(L);
   int rc = pfp__exec(L, top, opts, &hooks, msg);
   /* The engine pushes and pops each job's function and args itself. */

@@ -63,12 +63,16 @@ static int protocol_error(pfp__frame_reader *r, char *msg) {
 
 static int known_type(const pfp__frame_reader *r, int type) {
   if (type == PFP__FRAME_NAME || type == PFP__FRAME_RESULT ||
-      type == PFP__FRAME_ERROR)
+      type == PFP__FRAME_RETURNED || type == PFP__FRAME_ERROR)
     return 1;
   /* Output and job ends come only from reused workers. */
   return r->on_job_end != NULL &&
          (type == PFP__FRAME_STDOUT || type == PFP__FRAME_STDERR ||
           type == PFP__FRAME_JOB_END);
+}
+
+static int is_result(int type) {
+  return type == PFP__FRAME_RESULT || type == PFP__FRAME_RETURNED;
 }
 
 /* Takes the completed payload into the slot its type names. */
@@ -88,7 +92,7 @@ static int frame_complete(pfp__frame_reader *r) {
     return 0;
   }
   char **slot = type == PFP__FRAME_NAME     ? &r->name
-                : type == PFP__FRAME_RESULT ? &r->result
+                : is_result(type)           ? &r->result
                 : type == PFP__FRAME_STDOUT ? &r->out
                 : type == PFP__FRAME_STDERR ? &r->err
                                             : &r->error;
@@ -100,12 +104,14 @@ static int frame_complete(pfp__frame_reader *r) {
     free(data);
     return protocol_error(r, pfp__strdup("'N' frame after the result"));
   }
-  if (*slot != NULL || (type == PFP__FRAME_RESULT && r->result_streamed)) {
+  if (*slot != NULL || (is_result(type) && r->result_streamed)) {
     free(data);
-    return protocol_error(r, pfp__strdupf("duplicate '%c' frame", type));
+    return protocol_error(r, is_result(type)
+                                 ? pfp__strdup("a second result")
+                                 : pfp__strdupf("duplicate '%c' frame", type));
   }
   *slot = data;
-  if (type == PFP__FRAME_RESULT)
+  if (is_result(type))
     r->result_len = len;
   else if (type == PFP__FRAME_STDOUT)
     r->out_len = len;
@@ -208,12 +214,15 @@ uint64_t pfp__frame_reader_received(const pfp__frame_reader *r) {
   return r->streaming ? r->streamed : r->payload.len;
 }
 
-int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min) {
+int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min,
+                                   int returned_only) {
+  int type = r->header[0];
   /* A second result is refused when complete, as always: it must not
   ** reach the stream behind the first. */
   if (!r->in_payload || r->streaming || r->stream_decided ||
-      r->protocol_error != NULL || r->header[0] != PFP__FRAME_RESULT ||
-      r->want < min || r->result != NULL || r->result_streamed)
+      r->protocol_error != NULL || !is_result(type) ||
+      (returned_only && type != PFP__FRAME_RETURNED) || r->want < min ||
+      r->result != NULL || r->result_streamed)
     return 0;
   r->stream_decided = 1;
   return 1;
@@ -227,7 +236,7 @@ static int stream_complete(pfp__frame_reader *r) {
   r->header_len = 0;
   r->stream_decided = 0;
   if (r->result != NULL || r->result_streamed)
-    return protocol_error(r, pfp__strdup("duplicate 'R' frame"));
+    return protocol_error(r, pfp__strdup("a second result"));
   r->result_streamed = 1;
   r->result_len = (size_t)r->want;
   return 0;

@@ -37,7 +37,7 @@ typedef struct expected {
 static int slot_of(int type, int reuse) {
   if (type == PFP__FRAME_NAME)
     return SLOT_NAME;
-  if (type == PFP__FRAME_RESULT)
+  if (type == PFP__FRAME_RESULT || type == PFP__FRAME_RETURNED)
     return SLOT_RESULT;
   if (type == PFP__FRAME_ERROR)
     return SLOT_ERROR;
@@ -298,7 +298,7 @@ static void run_streaming(const unsigned char *s, size_t n, int reuse,
   size_t pos = 0;
   while (pos < n) {
     size_t take = chunk_size(&seed, n - pos);
-    if (pfp__frame_reader_stream_offer(&r, min)) {
+    if (pfp__frame_reader_stream_offer(&r, min, seed & 1)) {
       /* What has arrived goes out first, then the rest as it comes. */
       put(&sink, r.payload.data ? r.payload.data : "", r.payload.len);
       FUZZ_CHECK(pfp__frame_reader_stream(&r, 7) == 0);
@@ -356,6 +356,7 @@ static void put_header(pfp__buf *b, unsigned char type, uint64_t len) {
 
 /* Each frame is described by an op byte, then what the op needs:
 **   bits 0-1: type N, R, E, or a garbage type byte taken from the input;
+**   bit 6: R becomes T (a returned result);
 **   bits 2-4: 0-3 exact length (next byte), 4 truncated (declares more than
 **             it carries), 5 an odd length from the table (next byte picks),
 **             6 empty payload, 7 raw 8-byte length from the input;
@@ -370,6 +371,8 @@ static void build_frames(const unsigned char *d, size_t n, int reuse,
   while (i < n) {
     unsigned op = d[i++];
     unsigned char type = (op & 3) == 3 ? (i < n ? d[i++] : 0) : types[op & 3];
+    if (type == PFP__FRAME_RESULT && (op & 0x40))
+      type = PFP__FRAME_RETURNED;
     unsigned kind = (op >> 2) & 7;
     size_t have = n - i;
     size_t len = 0;

@@ -193,7 +193,7 @@ end
     assert.are.equal("last words\n", records[1].stdout)
   end)
 
-  it("keeps a result given to q:put when the call then dies, and a returned one with the call's end", function()
+  it("keeps a result given to q:put when the call then dies", function()
     local s = script(PID .. [[
 local pfp = require "pfp"
 function put_then_die(q, context, args)
@@ -219,6 +219,38 @@ function returns(q, context, args) return { returned = args.i, pid = pid() } end
     -- The calls after the crash share a new worker.
     assert.are_not.equal(records[2].result.pid, records[3].result.pid)
     assert.are.equal(records[3].result.pid, records[4].result.pid)
+  end)
+
+  it("delivers a named Result holding 64 long strings, put or returned, with output", function()
+    -- Long strings are written from where they are, each a piece of the
+    -- result's write: 64 of them with a name is the most one write takes.
+    local s = script([[
+local pfp = require "pfp"
+local function many()
+  local t = {}
+  for i = 1, 64 do t[i] = string.rep(string.char(64 + i % 26), 70000) end
+  local r = pfp.Result()
+  r.function_name = "many"
+  r.result = t
+  return r
+end
+function put(q) io.write("o") io.stderr:write("e") q:put(many()) end
+function ret(q) io.write("o") io.stderr:write("e") return many() end
+]])
+    for _, reuse in ipairs({ "1", "3" }) do
+      local records, err, code = run_json({ "-j", "1", "--reuse", reuse, s, "put", "ret" })
+      assert.are.equal(0, code, err)
+      for _, r in ipairs(records) do
+        assert.are.equal("ok", r.status, r.error)
+        assert.are.equal("many", r.function_name)
+        assert.are.equal("o", r.stdout)
+        assert.are.equal("e", r.stderr)
+        assert.are.equal(64, #r.result)
+        for i = 1, 64 do
+          assert.is_true(r.result[i] == string.rep(string.char(64 + i % 26), 70000))
+        end
+      end
+    end
   end)
 
   it("shares a worker's Lua state between its calls (what reuse gives up)", function()
