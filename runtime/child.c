@@ -80,20 +80,29 @@ static void widen_pipe(int fd, size_t payload) {
 ** per hole and the text after the last) over the two headers given: no
 ** copy of a long string.  *total gets the payload's size. */
 #define RESULT_IOV (4 + 2 * PFP__HOLES_MAX)
+
+/* Adds a frame's header (built in `header`) and, unless empty, its payload
+** to iov at *k. */
+static void add_frame(struct iovec *iov, int *k,
+                      unsigned char header[PFP__FRAME_HEADER], int type,
+                      const void *payload, size_t len) {
+  pfp__frame_header(header, type, len);
+  iov[(*k)++] = (struct iovec){header, PFP__FRAME_HEADER};
+  if (len > 0)
+    iov[(*k)++] = (struct iovec){(void *)payload, len};
+}
+
 static int result_iov(struct iovec *iov,
                       unsigned char headers[2][PFP__FRAME_HEADER], int type,
                       const char *name, size_t name_len, const pfp__buf *json,
                       const pfp__json_holes *holes, uint64_t *total) {
   int k = 0;
-  if (name != NULL) {
-    pfp__frame_header(headers[0], PFP__FRAME_NAME, name_len);
-    iov[k++] = (struct iovec){headers[0], PFP__FRAME_HEADER};
-    iov[k++] = (struct iovec){(void *)name, name_len};
-  }
+  if (name != NULL)
+    add_frame(iov, &k, headers[0], PFP__FRAME_NAME, name, name_len);
   *total = json->len;
   for (size_t h = 0; h < holes->n; h++)
     *total += holes->list[h].len;
-  pfp__frame_header(headers[1], type, *total);
+  pfp__frame_header(headers[1], type, *total); /* its pieces follow */
   iov[k++] = (struct iovec){headers[1], PFP__FRAME_HEADER};
   size_t from = 0;
   for (size_t h = 0; h < holes->n; h++) {
@@ -466,19 +475,11 @@ static int write_job_end(int fd, const char *out, size_t out_len,
                    held.name_len, &held.json, &held.holes, &total);
     widen_pipe(fd, (size_t)total);
   }
-  int n = 0;
-  if (out != NULL) {
-    pfp__frame_header(headers[n], PFP__FRAME_STDOUT, out_len);
-    iov[k++] = (struct iovec){headers[n++], PFP__FRAME_HEADER};
-    iov[k++] = (struct iovec){(void *)out, out_len};
-  }
-  if (err != NULL) {
-    pfp__frame_header(headers[n], PFP__FRAME_STDERR, err_len);
-    iov[k++] = (struct iovec){headers[n++], PFP__FRAME_HEADER};
-    iov[k++] = (struct iovec){(void *)err, err_len};
-  }
-  pfp__frame_header(headers[n], PFP__FRAME_JOB_END, 0);
-  iov[k++] = (struct iovec){headers[n], PFP__FRAME_HEADER};
+  if (out != NULL)
+    add_frame(iov, &k, headers[0], PFP__FRAME_STDOUT, out, out_len);
+  if (err != NULL)
+    add_frame(iov, &k, headers[1], PFP__FRAME_STDERR, err, err_len);
+  add_frame(iov, &k, headers[2], PFP__FRAME_JOB_END, NULL, 0);
   return pfp__writev_all(fd, iov, k);
 }
 

@@ -730,13 +730,11 @@ static void offer_stream(exec_state *e, slot *s) {
   int fd = e->hooks->stream_begin(e->hooks->ud, &head);
   if (fd < 0)
     return;
-  int failed = pfp__write_all(fd, rd->payload.data, rd->payload.len) != 0
-                   ? errno
-                   : 0;
-  if (pfp__frame_reader_stream(rd, failed ? -1 : fd) != 0 &&
-      rd->protocol_error == NULL)
-    rd->protocol_error = pfp__strdup("out of memory in the host");
-  rd->stream_errno = failed;
+  if (pfp__write_all(fd, rd->payload.data, rd->payload.len) != 0) {
+    rd->stream_errno = errno;
+    fd = -1;
+  }
+  pfp__frame_reader_stream(rd, fd);
 }
 
 /* Moves what has arrived of a streamed result: spliced in the kernel where
@@ -776,9 +774,7 @@ static int stream_some(exec_state *e, slot *s) {
     pfp__close(&s->fd[FD_RESULT]);
     return 0;
   }
-  if (pfp__frame_reader_stream_commit(rd, (size_t)got) != 0 &&
-      rd->protocol_error == NULL)
-    rd->protocol_error = pfp__strdup("out of memory in the host");
+  pfp__frame_reader_stream_commit(rd, (size_t)got);
   return 1;
 }
 
@@ -804,10 +800,7 @@ static void read_fd(exec_state *e, slot *s, int k, int all) {
     if (k == FD_RESULT && e->hooks->stream_begin != NULL) {
       offer_stream(e, s);
       if (s->reader.streaming) {
-        int more = stream_some(e, s);
-        if (s->reader.protocol_error != NULL && reusing(e))
-          kill(-s->pid, SIGKILL); /* as below */
-        if (!more)
+        if (!stream_some(e, s))
           return;
         continue;
       }

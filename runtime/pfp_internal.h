@@ -335,15 +335,15 @@ uint64_t pfp__frame_reader_received(const pfp__frame_reader *r);
 ** result the function returned, whose end is near). */
 int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min,
                                    int returned_only);
-/* Sends the rest of the current result payload to fd: the bytes already
-** buffered must have been written there first (they are dropped here).
-** From now on the caller moves the payload itself and reports each piece
-** with pfp__frame_reader_stream_commit.  Returns 0, or -1 when out of
-** memory (a result completed by the buffered bytes alone). */
-int pfp__frame_reader_stream(pfp__frame_reader *r, int fd);
+/* Sends the rest of the current result payload to fd (-1: nowhere, the
+** output has failed): the bytes already buffered must have been written
+** there first (they are dropped here).  From now on the caller moves the
+** payload itself and reports each piece with
+** pfp__frame_reader_stream_commit. */
+void pfp__frame_reader_stream(pfp__frame_reader *r, int fd);
 /* Counts n more payload bytes as streamed; completes the frame with the
-** last of them.  Returns 0, or -1 when out of memory. */
-int pfp__frame_reader_stream_commit(pfp__frame_reader *r, size_t n);
+** last of them. */
+void pfp__frame_reader_stream_commit(pfp__frame_reader *r, size_t n);
 
 /* ---- record.c --------------------------------------------------------- */
 

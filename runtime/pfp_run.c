@@ -45,7 +45,6 @@ typedef struct run {
   int streaming;        /* a result is on its way: other output waits */
   size_t stream_index;  /* its record's index */
   off_t stream_at;      /* where its record (with separator) begins */
-  pfp__buf stream_head; /* the separator and head written for it */
   /* The jobs file, read as a stream. */
   int jobs_fd;             /* -1: no jobs file */
   int jobs_seekable;       /* a regular file: read it whole, twice */
@@ -273,17 +272,16 @@ static int stream_result(void *ud, const pfp_record *head) {
   if (r->write_failed || at < 0 || fstat(STDOUT_FILENO, &st) != 0 ||
       st.st_size != at)
     return -1;
-  r->stream_head.len = 0;
-  r->tail.len = 0;
-  if ((!r->jsonl && pfp__buf_append(&r->stream_head,
-                                    r->printed == 0 ? "[\n" : ",\n", 2)) ||
-      pfp__record_json_parts(head, &r->stream_head, &r->tail) != 0)
-    return -1;
-  if (pfp__write_all(STDOUT_FILENO, r->stream_head.data,
-                     r->stream_head.len) != 0) {
-    r->write_failed = errno ? errno : EIO;
+  /* The separator and head go through the output buffer, empty now. */
+  if ((!r->jsonl &&
+       pfp__buf_append(&r->out, r->printed == 0 ? "[\n" : ",\n", 2)) ||
+      pfp__record_json_parts(head, &r->out, NULL) != 0) {
+    r->out.len = 0;
     return -1;
   }
+  flush_out(r);
+  if (r->write_failed)
+    return -1;
   r->streaming = 1;
   r->stream_index = pfp_record_index(head);
   r->stream_at = at;
@@ -875,7 +873,6 @@ done:
   free(r.waiting);
   pfp__buf_free(&r.out);
   pfp__buf_free(&r.tail);
-  pfp__buf_free(&r.stream_head);
   pfp__buf_free(&r.fed);
   signal_target = NULL;
   pfp_processor_destroy(r.p);

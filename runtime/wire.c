@@ -229,30 +229,29 @@ int pfp__frame_reader_stream_offer(pfp__frame_reader *r, uint64_t min,
 }
 
 /* The streamed payload is complete: the frame ends as a result that is
-** there but not kept. */
-static int stream_complete(pfp__frame_reader *r) {
+** there but not kept.  (It is the job's only one: a stream is offered no
+** second result.) */
+static void stream_complete(pfp__frame_reader *r) {
   r->streaming = 0;
   r->in_payload = 0;
   r->header_len = 0;
   r->stream_decided = 0;
-  if (r->result != NULL || r->result_streamed)
-    return protocol_error(r, pfp__strdup("a second result"));
   r->result_streamed = 1;
   r->result_len = (size_t)r->want;
-  return 0;
 }
 
-int pfp__frame_reader_stream(pfp__frame_reader *r, int fd) {
+void pfp__frame_reader_stream(pfp__frame_reader *r, int fd) {
   r->streamed = r->payload.len;
   pfp__buf_free(&r->payload);
   r->streaming = 1;
   r->stream_fd = fd;
   r->stream_copy = 0;
-  r->stream_errno = 0;
-  return r->streamed == r->want ? stream_complete(r) : 0;
+  if (r->streamed == r->want)
+    stream_complete(r);
 }
 
-int pfp__frame_reader_stream_commit(pfp__frame_reader *r, size_t n) {
+void pfp__frame_reader_stream_commit(pfp__frame_reader *r, size_t n) {
   r->streamed += n;
-  return r->streamed == r->want ? stream_complete(r) : 0;
+  if (r->streamed == r->want)
+    stream_complete(r);
 }
