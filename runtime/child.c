@@ -95,7 +95,8 @@ static void add_frame(struct iovec *iov, int *k,
 static int result_iov(struct iovec *iov,
                       unsigned char headers[2][PFP__FRAME_HEADER], int type,
                       const char *name, size_t name_len, const pfp__buf *json,
-                      const pfp__json_holes *holes, uint64_t *total) {
+                      const pfp__json_holes *holes, uint64_t *total,
+                      int *pieces_at) {
   int k = 0;
   if (name != NULL)
     add_frame(iov, &k, headers[0], PFP__FRAME_NAME, name, name_len);
@@ -104,6 +105,8 @@ static int result_iov(struct iovec *iov,
     *total += holes->list[h].len;
   pfp__frame_header(headers[1], type, *total); /* its pieces follow */
   iov[k++] = (struct iovec){headers[1], PFP__FRAME_HEADER};
+  if (pieces_at != NULL)
+    *pieces_at = k;
   size_t from = 0;
   for (size_t h = 0; h < holes->n; h++) {
     const pfp__json_hole *hole = &holes->list[h];
@@ -136,6 +139,36 @@ static void release_held(lua_State *L) {
   free(held.name);
   held.set = 0;
   held.name = NULL;
+}
+
+/* A child that runs one job lends the pages of a long piece of its result
+** to the pipe (pfp__lend_all) instead of copying them into it: the piece
+** is a string the result holds, or encoded text, and both are then kept,
+** unchanged, until the child exits.  A reused worker goes on to other
+** jobs, whose allocations could reuse that memory before the host has read
+** it, so it copies. */
+static int lend_results;
+#define LEND_MIN (256u << 10)
+
+/* Writes the n iovecs; those from pieces_at on are the result's payload,
+** which with lend_results is lent where a piece is LEND_MIN bytes or more
+** (*lent then says so: the caller must keep what it points into).  0 or
+** -1 (errno). */
+static int write_result(int fd, struct iovec *iov, int n, int pieces_at,
+                        int *lent) {
+  int from = 0;
+  *lent = 0;
+  for (int i = pieces_at; lend_results && i < n; i++) {
+    if (iov[i].iov_len < LEND_MIN)
+      continue;
+    if (i > from && pfp__writev_all(fd, iov + from, i - from) != 0)
+      return -1;
+    if (pfp__lend_all(fd, iov[i].iov_base, iov[i].iov_len) != 0)
+      return -1;
+    *lent = 1;
+    from = i + 1;
+  }
+  return from < n ? pfp__writev_all(fd, iov + from, n - from) : 0;
 }
 
 /* Encodes the result at the top of the stack (its function_name below it)
@@ -171,14 +204,18 @@ static char *deliver(lua_State *L, int fd, int returned, int hold) {
   struct iovec iov[RESULT_IOV];
   unsigned char headers[2][PFP__FRAME_HEADER];
   uint64_t total;
+  int pieces_at;
   int k = result_iov(iov, headers,
                      returned ? PFP__FRAME_RETURNED : PFP__FRAME_RESULT, name,
-                     name_len, &json, &holes, &total);
+                     name_len, &json, &holes, &total, &pieces_at);
   widen_pipe(fd, (size_t)total);
-  if (pfp__writev_all(fd, iov, k) != 0)
+  int lent;
+  if (write_result(fd, iov, k, pieces_at, &lent) != 0)
     host_gone();
-  pfp__json_holes_release(L, &holes);
-  pfp__buf_free(&json);
+  if (!lent) {
+    pfp__json_holes_release(L, &holes);
+    pfp__buf_free(&json);
+  }
   return NULL;
 }
 
@@ -422,11 +459,34 @@ static void run_job(lua_State *L, int context, int fn, int args,
   lua_settop(L, top);
 }
 
+/* The child's Lua allocator, wrapped: the new part of a block of
+** POPULATE_MIN bytes or more is populated in one call (pfp__populate)
+** rather than faulted in a page at a time as Lua first writes it: a
+** 100 MB string takes two such blocks (Lua builds it in a buffer, then
+** copies it), 25,000 page faults each. */
+#define POPULATE_MIN ((size_t)1 << 20)
+static struct {
+  lua_Alloc alloc;
+  void *ud;
+} base_alloc;
+
+static void *populating_alloc(void *ud, void *ptr, size_t osize,
+                              size_t nsize) {
+  (void)ud;
+  void *block = base_alloc.alloc(base_alloc.ud, ptr, osize, nsize);
+  size_t had = ptr != NULL ? osize : 0; /* else osize is a type tag */
+  if (block != NULL && nsize >= POPULATE_MIN && nsize > had)
+    pfp__populate((char *)block + had, nsize - had);
+  return block;
+}
+
 static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
   /* Lines written with io.write reach the host even if the function is
   ** killed later (print flushes; io.write alone would not). */
   setvbuf(stdout, NULL, _IOLBF, 0);
   lua_atpanic(L, child_panic);
+  base_alloc.alloc = lua_getallocf(L, &base_alloc.ud);
+  lua_setallocf(L, populating_alloc, NULL);
   job.result_fd = result_fd;
   job.memory_limit = memory_limit;
   if (!lua_checkstack(L, 8))
@@ -436,6 +496,7 @@ static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
 void pfp__child_run(lua_State *L, int context, int fn, int args,
                     const char *name, int result_fd, size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
+  lend_results = 1;
   run_job(L, context, fn, args, name);
   child_exit(0);
 }
@@ -472,7 +533,7 @@ static int write_job_end(int fd, const char *out, size_t out_len,
   if (held.set) {
     uint64_t total;
     k = result_iov(iov, result_headers, PFP__FRAME_RETURNED, held.name,
-                   held.name_len, &held.json, &held.holes, &total);
+                   held.name_len, &held.json, &held.holes, &total, NULL);
     widen_pipe(fd, (size_t)total);
   }
   if (out != NULL)

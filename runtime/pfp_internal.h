@@ -97,6 +97,15 @@ int pfp__set_blocking(int fd);
 /* writev until everything is written; iov is consumed.  0 or -1 (errno). */
 struct iovec;
 int pfp__writev_all(int fd, struct iovec *iov, int n);
+/* Like pfp__write_all, but into a pipe by lending it the pages (vmsplice)
+** instead of copying them, where the kernel allows; the rest is written.
+** The caller must leave those bytes unchanged, and their memory allocated,
+** for as long as the reader may not have read them.  0 or -1 (errno). */
+int pfp__lend_all(int fd, const void *buf, size_t len);
+/* Asks the kernel to back [addr, addr + len) with memory now, in one pass,
+** instead of a page fault at each page's first write.  A hint: whole pages
+** inside the range only, failures ignored (kernels before 5.14 lack it). */
+void pfp__populate(void *addr, size_t len);
 int pfp__set_nonblock(int fd);
 /* close() that keeps errno and never retries (a retried close can close
 ** someone else's descriptor). */

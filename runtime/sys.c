@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,6 +48,35 @@ int pfp__write_all(int fd, const void *buf, size_t len) {
     len -= (size_t)n;
   }
   return 0;
+}
+
+int pfp__lend_all(int fd, const void *buf, size_t len) {
+  struct iovec iov = {(void *)buf, len};
+  while (iov.iov_len > 0) {
+    ssize_t n = vmsplice(fd, &iov, 1, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EINVAL || errno == ENOSYS || errno == EBADF))
+      return pfp__write_all(fd, iov.iov_base, iov.iov_len); /* not a pipe */
+    if (n < 0)
+      return -1;
+    iov.iov_base = (char *)iov.iov_base + n;
+    iov.iov_len -= (size_t)n;
+  }
+  return 0;
+}
+
+void pfp__populate(void *addr, size_t len) {
+#ifdef MADV_POPULATE_WRITE
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t from = ((uintptr_t)addr + page - 1) & ~(page - 1);
+  uintptr_t to = ((uintptr_t)addr + len) & ~(page - 1);
+  if (to > from)
+    (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+#else
+  (void)addr;
+  (void)len;
+#endif
 }
 
 int pfp__pipe_nonblock(int fds[2]) {
