@@ -172,14 +172,35 @@ typedef struct path_step {
   lua_Integer index;
 } path_step;
 
+/* A string key in an object, kept by pointer while the table holds it. */
+typedef struct key_ref {
+  const char *s;
+  size_t len;
+} key_ref;
+
+/* Room kept in the encoder itself, on the caller's stack, before either
+** list moves to the heap: a result of ordinary shape is encoded without a
+** single malloc.  (In a child, each block malloc hands out lies on a page
+** shared with the host, and writing it costs a copy-on-write fault.) */
+#define STEPS_INLINE 32
+#define KEYS_INLINE 64
+
 typedef struct encoder {
   lua_State *L;
   pfp__buf *out;
   const char *root;
-  path_step *steps; /* PFP_MAX_DEPTH + 1 entries */
+  path_step *steps; /* nsteps entries: steps_inline, or PFP_MAX_DEPTH + 1 */
+  size_t nsteps;
+  /* The keys of the objects being written, a stack: each object sorts its
+  ** own above those of the objects it is inside.  Used by index, as a
+  ** nested object may move the list. */
+  key_ref *keys; /* keys_cap entries: keys_inline, or the heap */
+  size_t keys_len, keys_cap;
   int array_mt;     /* stack index of the array metatable */
   char *errmsg;
   pfp__json_holes *holes; /* NULL: every string goes into out */
+  path_step steps_inline[STEPS_INLINE];
+  key_ref keys_inline[KEYS_INLINE];
 } encoder;
 
 /* Registry key of the table that keeps the strings of holes alive. */
@@ -250,11 +271,25 @@ static int fail(encoder *e, int depth, const char *fmt, ...) {
 
 static int encode_value(encoder *e, int idx, int depth);
 
-/* A string key in an object, kept by pointer while the table holds it. */
-typedef struct key_ref {
-  const char *s;
-  size_t len;
-} key_ref;
+/* Makes room for n more keys above those in use.  0, or -1 (memory). */
+static int grow_keys(encoder *e, size_t n) {
+  size_t want = e->keys_len + n, cap = e->keys_cap * 2;
+  if (want < e->keys_len)
+    return -1;
+  if (cap < want)
+    cap = want;
+  if (cap > SIZE_MAX / sizeof *e->keys)
+    return -1;
+  key_ref *keys = e->keys == e->keys_inline ? malloc(cap * sizeof *keys)
+                                            : realloc(e->keys, cap * sizeof *keys);
+  if (keys == NULL)
+    return -1;
+  if (e->keys == e->keys_inline)
+    memcpy(keys, e->keys_inline, e->keys_len * sizeof *keys);
+  e->keys = keys;
+  e->keys_cap = cap;
+  return 0;
+}
 
 static int compare_keys(const void *a, const void *b) {
   const key_ref *x = a, *y = b;
@@ -270,6 +305,14 @@ static int encode_table(encoder *e, int idx, int depth) {
   const void *self = lua_topointer(L, idx);
   if (depth >= PFP_MAX_DEPTH)
     return fail(e, depth, "table nested deeper than %d levels", PFP_MAX_DEPTH);
+  if ((size_t)depth >= e->nsteps) {
+    path_step *all = malloc((PFP_MAX_DEPTH + 1) * sizeof *all);
+    if (all == NULL)
+      return -1;
+    memcpy(all, e->steps, e->nsteps * sizeof *all);
+    e->steps = all;
+    e->nsteps = PFP_MAX_DEPTH + 1;
+  }
   for (int d = 0; d < depth; d++)
     if (e->steps[d].table == self)
       return fail(e, depth, "table contains itself (a cycle)");
@@ -349,33 +392,34 @@ static int encode_table(encoder *e, int idx, int depth) {
 
   /* Objects are written with sorted keys, so the same table always gives
   ** the same text (Lua's traversal order changes from run to run). */
-  key_ref *keys = malloc(n_str * sizeof *keys);
-  if (keys == NULL)
+  if (n_str > e->keys_cap - e->keys_len && grow_keys(e, n_str) != 0)
     return -1;
-  size_t k = 0;
+  size_t base = e->keys_len, k = base;
+  e->keys_len += n_str;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     lua_pop(L, 1);
-    keys[k].s = lua_tolstring(L, -1, &keys[k].len);
+    e->keys[k].s = lua_tolstring(L, -1, &e->keys[k].len);
     k++;
   }
-  qsort(keys, n_str, sizeof *keys, compare_keys);
+  qsort(e->keys + base, n_str, sizeof *e->keys, compare_keys);
   int rc = pfp__buf_puts(e->out, "{");
   for (size_t i = 0; rc == 0 && i < n_str; i++) {
     size_t bad_at = 0;
-    e->steps[depth].key = keys[i].s;
-    e->steps[depth].key_len = keys[i].len;
+    key_ref key = e->keys[base + i];
+    e->steps[depth].key = key.s;
+    e->steps[depth].key_len = key.len;
     if (i > 0 && pfp__buf_puts(e->out, ",") != 0) {
       rc = -1;
       break;
     }
-    if (memchr(keys[i].s, '\0', keys[i].len) != NULL) {
+    if (memchr(key.s, '\0', key.len) != NULL) {
       /* JSON could carry it as \u0000, but jansson refuses such keys, so
       ** the host could not read the result back. */
       rc = fail(e, depth + 1, "key contains a NUL byte");
       break;
     }
-    rc = pfp__jw_string(e->out, keys[i].s, keys[i].len, 0, &bad_at);
+    rc = pfp__jw_string(e->out, key.s, key.len, 0, &bad_at);
     if (rc == -2) {
       rc = fail(e, depth + 1, "key is not valid UTF-8 (byte %zu)", bad_at + 1);
       break;
@@ -383,13 +427,13 @@ static int encode_table(encoder *e, int idx, int depth) {
     if (rc == 0)
       rc = pfp__buf_puts(e->out, ":");
     if (rc == 0) {
-      lua_pushlstring(L, keys[i].s, keys[i].len);
+      lua_pushlstring(L, key.s, key.len);
       lua_rawget(L, idx);
       rc = encode_value(e, lua_gettop(L), depth + 1);
       lua_pop(L, 1);
     }
   }
-  free(keys);
+  e->keys_len = base;
   if (rc == 0)
     rc = pfp__buf_puts(e->out, "}");
   return rc;
@@ -463,7 +507,7 @@ int pfp__lua_to_json(lua_State *L, int idx, const char *root, pfp__buf *b,
 int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
                            pfp__buf *b, pfp__json_holes *holes,
                            char **errmsg) {
-  encoder e = {0};
+  encoder e;
   e.holes = holes;
   if (holes != NULL)
     holes->n = 0;
@@ -472,16 +516,22 @@ int pfp__lua_to_json_holes(lua_State *L, int idx, const char *root,
   e.L = L;
   e.out = b;
   e.root = root;
-  e.steps = malloc((PFP_MAX_DEPTH + 1) * sizeof *e.steps);
-  if (e.steps == NULL || !lua_checkstack(L, 2)) {
-    free(e.steps);
+  e.errmsg = NULL;
+  e.steps = e.steps_inline;
+  e.nsteps = STEPS_INLINE;
+  e.keys = e.keys_inline;
+  e.keys_len = 0;
+  e.keys_cap = KEYS_INLINE;
+  if (!lua_checkstack(L, 2))
     return -1;
-  }
   luaL_getmetatable(L, PFP__ARRAY_MT);
   e.array_mt = lua_gettop(L);
   int rc = encode_value(&e, idx, 0);
   lua_pop(L, 1);
-  free(e.steps);
+  if (e.steps != e.steps_inline)
+    free(e.steps);
+  if (e.keys != e.keys_inline)
+    free(e.keys);
   if (rc == -2) {
     if (e.errmsg == NULL)
       return -1;

@@ -121,6 +121,9 @@ static void set_error(exec_state *e, int code, char *msg) {
 
 /* ---- the child's side of fork ---------------------------------------- */
 
+static PFP__NORETURN void child_go(exec_state *e, slot *s, int result,
+                                   int ahead);
+
 /* Runs in the child between fork and the function.  Any failure here ends
 ** the child with code 126, which the host reports as a crash.  The pairs
 ** are the child's pipes, read end first; a worker's out and err are files
@@ -164,9 +167,23 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   if (pfp__set_blocking(out_w) != 0 || pfp__set_blocking(err_w) != 0 ||
       pfp__set_blocking(result_w) != 0)
     _exit(126);
-  /* Move the ends above 2 first, so no dup2 below clobbers another when
-  ** the host runs with fd 0, 1 or 2 closed.  The result pipe moves too and
-  ** stays close-on-exec, so exec'd grandchildren never hold it. */
+  /* The usual case: every end is above 2, so they go straight into place.
+  ** The result pipe stays where it is, close-on-exec, so exec'd
+  ** grandchildren never hold it. */
+  if (out_w > 2 && err_w > 2 && result_w > 2 && e->devnull != 0 &&
+      e->devnull != 1 && e->devnull != 2) {
+    if ((e->devnull >= 0 ? dup2(e->devnull, 0) : close(0)) < 0 ||
+        dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+      _exit(126);
+    close(out_w);
+    close(err_w);
+    if (e->devnull >= 0)
+      close(e->devnull);
+    child_go(e, s, result_w, ahead);
+  }
+  /* Else move the ends above 2 first, so no dup2 below clobbers another
+  ** when the host runs with fd 0, 1 or 2 closed.  The result pipe moves too
+  ** and stays close-on-exec. */
   int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
   int out = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
   int err = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
@@ -181,7 +198,13 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   for (size_t i = 0; i < sizeof originals / sizeof originals[0]; i++)
     if (originals[i] > 2)
       close(originals[i]);
+  child_go(e, s, result, ahead);
+}
 
+/* The rest of child_start, once the descriptors are in place: the result
+** pipe's write end is `result`. */
+static PFP__NORETURN void child_go(exec_state *e, slot *s, int result,
+                                   int ahead) {
   /* Forked ahead: everything is ready; the function waits for its slot.
   ** Signals are still blocked, so the start signal cannot be missed. */
   if (ahead) {
@@ -1314,15 +1337,24 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
       sigaddset(&e.changed_signals, sig);
   }
   e.slots = calloc(e.nslots, sizeof *e.slots);
-  e.chunk = malloc(READ_CHUNK);
-  e.pfds = calloc((size_t)e.nslots * FD_KINDS + 2, sizeof *e.pfds);
-  e.pfd_slot = calloc((size_t)e.nslots * FD_KINDS + 2, sizeof *e.pfd_slot);
+  /* What only the host uses, written at every turn of the loop: the read
+  ** chunk and the poll list.  Kept out of the children (pfp__host_only),
+  ** so a fork leaves these pages writable, where a page the children
+  ** share costs the host a copy-on-write fault at each fork. */
+  size_t npfds = (size_t)e.nslots * FD_KINDS + 2;
+  size_t host_only_size = READ_CHUNK + npfds * sizeof *e.pfds +
+                          npfds * sizeof *e.pfd_slot;
+  char *host_only = pfp__host_only(host_only_size);
+  if (host_only != NULL) {
+    e.chunk = host_only;
+    e.pfds = (struct pollfd *)(host_only + READ_CHUNK);
+    e.pfd_slot = (int *)(e.pfds + npfds);
+  }
   /* Every slot's descriptors say -1 before anything can fail. */
   if (e.slots != NULL)
     for (unsigned i = 0; i < e.nslots; i++)
       slot_init(&e, &e.slots[i]);
-  if (e.slots == NULL || e.chunk == NULL || e.pfds == NULL ||
-      e.pfd_slot == NULL || !lua_checkstack(L, 8)) {
+  if (e.slots == NULL || host_only == NULL || !lua_checkstack(L, 8)) {
     set_error(&e, PFP_ENOMEM, pfp__strdup("out of memory"));
   } else {
     if (reusing(&e) && make_batches(&e) != 0)
@@ -1341,9 +1373,7 @@ int pfp__exec(lua_State *L, int context, const pfp__exec_opts *opts,
       slot_free(&e, &e.slots[i]);
   pfp__close(&e.devnull);
   free(e.slots);
-  free(e.chunk);
-  free(e.pfds);
-  free(e.pfd_slot);
+  pfp__host_only_free(host_only, host_only_size);
   *errmsg = e.errmsg;
   return e.stop_code;
 }

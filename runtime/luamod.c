@@ -36,7 +36,7 @@ void pfp__setup_state(lua_State *L) {
 static int l_result(lua_State *L) {
   const char *name = luaL_optstring(L, 1, NULL);
   if (name == NULL)
-    name = pfp__current_name(L);
+    name = pfp__current_name();
   lua_createtable(L, 0, 2);
   if (name != NULL) {
     lua_pushstring(L, name);

@@ -93,6 +93,8 @@ int pfp__pipe(int fds[2]);
 ** call: the engine makes three per child, and the child, not the host,
 ** pays for turning its write ends back to blocking (pfp__set_blocking). */
 int pfp__pipe_nonblock(int fds[2]);
+/* Makes an end of such a pipe blocking: it clears every status flag, as
+** O_NONBLOCK is the only one pfp__pipe_nonblock sets (no F_GETFL first). */
 int pfp__set_blocking(int fd);
 /* writev until everything is written; iov is consumed.  0 or -1 (errno). */
 struct iovec;
@@ -106,6 +108,11 @@ int pfp__lend_all(int fd, const void *buf, size_t len);
 ** instead of a page fault at each page's first write.  A hint: whole pages
 ** inside the range only, failures ignored (kernels before 5.14 lack it). */
 void pfp__populate(void *addr, size_t len);
+/* Zeroed memory of its own mapping, left out of every child forked later
+** (MADV_DONTFORK): for what only the forking process uses.  A child must
+** never touch it.  NULL when out of memory; freed with the same len. */
+void *pfp__host_only(size_t len);
+void pfp__host_only_free(void *p, size_t len);
 int pfp__set_nonblock(int fd);
 /* close() that keeps errno and never retries (a retried close can close
 ** someone else's descriptor). */
@@ -416,8 +423,10 @@ PFP__NORETURN void pfp__worker_run(lua_State *L, int context,
                                    size_t memory_limit);
 
 /* The registered name of the call running in this child (NULL in the
-** host).  Owned by the Lua registry. */
-const char *pfp__current_name(lua_State *L);
+** host).  Owned by the host's bookkeeping, which the child inherited and
+** never changes: a C string, so that a child writes nothing to the Lua
+** registry for it (a copy-on-write page fault each). */
+const char *pfp__current_name(void);
 
 /* Installs the queue metatable and the module's shared metatables in L.
 ** Used by luaopen_pfp. */

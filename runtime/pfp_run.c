@@ -766,6 +766,10 @@ int main(int argc, char **argv) {
   ** copy-on-write fault each (about four per child).  A program's choice,
   ** so pfp-run makes it, not the library. */
   mallopt(M_MXFAST, 0);
+  /* Children make stdout line-buffered unless it already is (see
+  ** child.c); pfp-run's own output never goes through stdio's stdout, so
+  ** setting it once here spares each child the write. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   int status = parse_options(argc, argv, &s);
   if (status >= 0)
     return status;

@@ -66,6 +66,20 @@ int pfp__lend_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
+void *pfp__host_only(size_t len) {
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  (void)madvise(p, len, MADV_DONTFORK); /* a hint: the memory works anyway */
+  return p;
+}
+
+void pfp__host_only_free(void *p, size_t len) {
+  if (p != NULL)
+    munmap(p, len);
+}
+
 void pfp__populate(void *addr, size_t len) {
 #ifdef MADV_POPULATE_WRITE
   uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
@@ -84,10 +98,7 @@ int pfp__pipe_nonblock(int fds[2]) {
 }
 
 int pfp__set_blocking(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
-    return -1;
-  return 0;
+  return fcntl(fd, F_SETFL, 0) < 0 ? -1 : 0;
 }
 
 ssize_t pfp__send_some(int fd, const void *buf, size_t len, int flags) {

@@ -231,6 +231,37 @@ describe("values", function()
       assert.are.equal("{" .. table.concat(parts, ",") .. "}", pfp.encode(t))
     end)
 
+    it("writes wide objects nested deep exactly, keys sorted at every level", function()
+      -- More keys at each level, and more levels, than the encoder keeps
+      -- room for before it moves its lists to the heap; every level's keys
+      -- are sorted above those of the levels it is inside.
+      local function tree(depth)
+        local t = {}
+        for i = 70, 1, -1 do t[("k%03d"):format(i)] = depth * 1000 + i end
+        if depth > 1 then t.k035 = tree(depth - 1) end
+        return t
+      end
+      local function reference(v)
+        if type(v) ~= "table" then return tostring(v) end
+        local keys = {}
+        for k in pairs(v) do keys[#keys + 1] = k end
+        table.sort(keys)
+        local parts = {}
+        for i, k in ipairs(keys) do parts[i] = '"' .. k .. '":' .. reference(v[k]) end
+        return "{" .. table.concat(parts, ",") .. "}"
+      end
+      local t = tree(40)
+      assert.are.equal(reference(t), pfp.encode(t))
+      -- A cycle found below the levels kept in place still names its path.
+      local deep = t
+      for _ = 1, 39 do deep = deep.k035 end
+      deep.k035 = t.k035
+      local ok, err = pcall(pfp.encode, t)
+      assert.is_false(ok)
+      assert.matches("table contains itself (a cycle)", err, 1, true)
+      assert.matches("pfp.encode: value" .. string.rep(".k035", 8) .. "\u{2026}", err, 1, true)
+    end)
+
     it("decode names line and column of invalid JSON", function()
       local cases = {
         { '{\n  "a": }', 2 },
