@@ -88,9 +88,14 @@ $(BUILD)/pfp.so: $(ENGINE_OBJ)
 # lpeg: they do not link liblua themselves) find it in pfp-run.
 LUA_STATIC := $(wildcard $(shell $(PKG_CONFIG) --variable=libdir $(LUA_PKG))/liblua5.4.a)
 PFP_RUN_LUA := $(if $(LUA_STATIC),-rdynamic $(LUA_STATIC) -ldl,$(LUA_LIBS))
+# jansson too, from libjansson.a when libjansson-dev has it: each shared
+# library is five more mappings for every fork to copy and every child to
+# tear down (libm stays shared: its static archive needs a static libc).
+JANSSON_STATIC := $(wildcard $(shell $(PKG_CONFIG) --variable=libdir jansson)/libjansson.a)
+PFP_RUN_JANSSON := $(if $(JANSSON_STATIC),$(JANSSON_STATIC),$(JANSSON_LIBS))
 
 $(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
-	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(PFP_RUN_LUA) $(JANSSON_LIBS) -lm
+	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(PFP_RUN_LUA) $(PFP_RUN_JANSSON) -lm
 
 $(BUILD)/test_api: spec/c/test_api.c spec/c/tap.h $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
