@@ -390,6 +390,11 @@ static int fork_job(exec_state *e, slot *s, int ahead) {
 
   s->name = e->pending_name;
   s->index = e->pending_index;
+  if (e->pending_text != NULL) {
+    /* Valid until the next job is taken, which is after this fork. */
+    lua_pushlightuserdata(e->L, (void *)e->pending_text);
+    lua_replace(e->L, -2);
+  }
   pid_t pid = spawn(e, s, result, out, err, ahead);
   if (pid < 0) {
     s->name = NULL;
@@ -431,9 +436,9 @@ static int take_job(exec_state *e) {
   char *name = NULL;
   size_t index = 0;
   const char *text = NULL;
-  /* Only a reused worker's batch takes args as text. */
-  int rc = e->hooks->next(e->hooks->ud, e->L, &name, &index,
-                          reusing(e) ? &text : NULL);
+  /* Args as text come beside the function (nil in their place): a
+  ** reused worker's batch keeps them, a child decodes them. */
+  int rc = e->hooks->next(e->hooks->ud, e->L, &name, &index, &text);
   if (rc == PFP_FEED_WAIT) {
     free(name);
     e->feed_waiting = 1;

@@ -69,6 +69,14 @@ struct pfp_processor {
   ** load; never kept for a Lua state the processor does not own, whose
   ** globals its host can change at any time. */
   char *checked_name;
+  /* The same name's function, kept (registry reference) once a job has
+  ** pushed it, so that the next jobs push it with no Lua call: in a state
+  ** the processor owns, a run's job with args as text then costs the host
+  ** no protected call, no allocation and no write to Lua's global state
+  ** (whose pages every fork shares with the host: a fault each).  Same
+  ** rules as checked_name. */
+  char *pushed_name;
+  int pushed_ref;
   int feed_fd;
   char *feed_msg;
   int push_code; /* the error push_job_protected raised, 0 for none */
@@ -203,6 +211,7 @@ static pfp_processor *processor_new(lua_State *L, int owns) {
   p->owns_state = owns;
   p->wake[0] = p->wake[1] = -1;
   p->context_ref = LUA_NOREF;
+  p->pushed_ref = LUA_NOREF;
   p->feed_fd = -1;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   p->jobs = cpus > 0 ? (unsigned)cpus : 1;
@@ -288,6 +297,7 @@ void pfp_processor_destroy(pfp_processor *p) {
   free(p->msg);
   free(p->feed_msg);
   free(p->checked_name);
+  free(p->pushed_name);
   free(p);
 }
 
@@ -316,6 +326,10 @@ static int add_exports_protected(lua_State *L) {
 static void forget_checked_name(pfp_processor *p) {
   free(p->checked_name);
   p->checked_name = NULL;
+  free(p->pushed_name);
+  p->pushed_name = NULL;
+  luaL_unref(p->L, LUA_REGISTRYINDEX, p->pushed_ref);
+  p->pushed_ref = LUA_NOREF;
 }
 
 static int run_chunk(pfp_processor *p) {
@@ -757,12 +771,19 @@ static int push_failed(lua_State *L, int code, const char *msg) {
 ** args are decoded here (exec_next leaves only text_sure text), or, third
 ** argument true, left for a reused worker (nil). */
 static int push_job_protected(lua_State *L) {
+  pfp_processor *p = lua_touserdata(L, 1);
   registration *r = lua_touserdata(L, 2);
   int text_beside = lua_toboolean(L, 3);
   if (r->fn_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-  else
+  else {
     push_function(L, r->name);
+    if (p->owns_state && p->pushed_name == NULL &&
+        (p->pushed_name = pfp__strdup(r->name)) != NULL) {
+      lua_pushvalue(L, -1);
+      p->pushed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+  }
   if (r->args_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->args_ref);
   else if (r->args_text != NULL && text_beside)
@@ -882,20 +903,36 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index,
   if (taken != 1)
     return taken;
   if (r->args_text != NULL && args_text != NULL) {
-    /* A reused worker's batch keeps the text beside it; the worker
-    ** decodes it, off the host's serial path. */
+    /* The child (or a reused worker) decodes text given beside, off the
+    ** host's serial path; a child takes its tables from pages of its own
+    ** (child.c's arena), so decoding there costs no more page faults than
+    ** inheriting the table would. */
     *args_text = r->args_text;
   } else if (r->args_text != NULL && !r->text_sure) {
-    /* One fork per call: the host decodes the args before the fork, so
-    ** the child inherits the table for free (a child decoding its own
-    ** costs page faults and a later start: measured about 30% more time
-    ** per call).  Text the scanner leaves open goes through jansson
-    ** here, outside Lua, so no error can strand the json_t. */
+    /* Text the scanner leaves open goes through jansson here, outside
+    ** Lua, so no error can strand the json_t. */
     taken = decode_args_text(p, &fed, &r);
     if (taken != 1)
       return taken;
   }
   *name = pfp__strdup(r->name);
+  if (*name != NULL && args_text != NULL && *args_text != NULL &&
+      p->owns_state && lua_checkstack(p->L, 2)) {
+    /* Text beside and a function already at hand: two pushes, neither of
+    ** which can fail or run Lua code. */
+    int ref = r->fn_ref;
+    if (ref == LUA_NOREF && p->pushed_name != NULL &&
+        strcmp(p->pushed_name, r->name) == 0)
+      ref = p->pushed_ref;
+    if (ref != LUA_NOREF) {
+      lua_rawgeti(p->L, LUA_REGISTRYINDEX, ref);
+      lua_pushnil(p->L);
+      json_decref(fed.args_json);
+      *index = p->next_index++;
+      PFP__STACK_CHECK(p->L, 2);
+      return 1;
+    }
+  }
   if (*name != NULL) {
     lua_pushlightuserdata(p->L, r);
     lua_pushboolean(p->L, args_text != NULL);

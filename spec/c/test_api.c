@@ -90,6 +90,35 @@ out:
   pfp_processor_destroy(p);
 }
 
+/* Jobs of several functions, interleaved, each get their own function; and
+** a script loaded between runs replaces a function of the same name. */
+static void test_functions_by_name_across_runs(void) {
+  pfp_processor *p = new_loaded();
+  CHECK(p != NULL);
+  for (int i = 0; i < 6; i++)
+    CHECK_RC(p, pfp_register(p, i % 3 == 2 ? "echo" : "add",
+                             "{\"a\": 1, \"b\": 2}"));
+  CHECK_EXEC(p, 0);
+  for (size_t i = 0; i < 6; i++) {
+    const pfp_record *r = pfp_record_at(p, i);
+    const json_t *got = pfp_record_result(r);
+    if (i % 3 == 2)
+      CHECK(json_integer_value(json_object_get(got, "a")) == 1 &&
+            json_object_get(got, "sum") == NULL);
+    else
+      CHECK(json_integer_value(json_object_get(got, "sum")) == 3);
+  }
+  pfp_clear(p);
+  CHECK_RC(p, pfp_load_string(p, "=again",
+                              "function add(q, c, args) return 'new add' end"));
+  CHECK_RC(p, pfp_register(p, "add", "{\"a\": 1, \"b\": 2}"));
+  CHECK_EXEC(p, 0);
+  CHECK(strcmp(json_string_value(pfp_record_result(pfp_record_at(p, 0))),
+               "new add") == 0);
+out:
+  pfp_processor_destroy(p);
+}
+
 static void test_exported_and_global_functions(void) {
   pfp_processor *p = new_loaded();
   CHECK(p != NULL);
@@ -819,6 +848,8 @@ int main(void) {
     time_scale = atof(scale);
   run_test("status names and return codes", test_names_and_codes);
   run_test("runs registrations and decodes results", test_runs_and_decodes);
+  run_test("finds each job's function by name, afresh after a load",
+           test_functions_by_name_across_runs);
   run_test("finds functions in the returned table and among globals",
            test_exported_and_global_functions);
   run_test("integers and floats cross the pipe exactly", test_exact_integers);
