@@ -255,6 +255,7 @@ typedef struct serving {
   msg_reader rd;
   int end_seen;    /* the current run's 'E' has been read */
   uint64_t next_index;
+  pfp__buf args;   /* the last job's args text, NUL-terminated */
 } serving;
 
 /* The host is gone or talks nonsense: nothing is left to serve.  The
@@ -345,7 +346,7 @@ static void serve_context(serving *sv, const char *payload, size_t len) {
 
 /* The processor's feed during a run: jobs as the host sends them.  Waits
 ** (PFP_FEED_WAIT, the engine polls the socket) when none has arrived. */
-static int server_feed(void *ud, const char **name, json_t **args) {
+static int server_feed(void *ud, const char **name, const char **args) {
   serving *sv = ud;
   for (;;) {
     int type;
@@ -374,14 +375,17 @@ static int server_feed(void *ud, const char **name, json_t **args) {
       return -1;
     }
     sv->next_index++;
+    /* Args stay text, as the host wrote them: the processor checks them
+    ** and the child decodes them, so the server builds nothing. */
     *args = NULL;
     if (at < len) {
-      json_error_t err;
-      *args = json_loadb(payload + at, len - at, JSON_ALLOW_NUL, &err);
-      if (*args == NULL) {
+      sv->args.len = 0;
+      if (pfp__buf_append(&sv->args, payload + at, len - at) != 0 ||
+          pfp__buf_append(&sv->args, "", 1) != 0) {
         pfp_feed_error(sv->p, "fork server: out of memory reading a job");
         return -1;
       }
+      *args = sv->args.data;
     }
     *name = job_name; /* valid until the next call: the reader keeps it */
     return 1;
@@ -461,7 +465,7 @@ static void serve_run(serving *sv, const char *payload, size_t len) {
 }
 
 static PFP__NORETURN void serve(serving *sv) {
-  pfp_set_feed(sv->p, server_feed, sv);
+  pfp_set_feed_text(sv->p, server_feed, sv);
   pfp_set_feed_fd(sv->p, sv->sock);
   pfp_set_on_record(sv->p, server_record, sv);
   pfp_set_keep_records(sv->p, 0);
@@ -534,7 +538,7 @@ static PFP__NORETURN void server_main(pfp_processor *p, int sock,
                  above_stdio(stop[1])};
   if (keep[0] < 0 || keep[1] < 0 || keep[2] < 0)
     server_quit(1);
-  serving sv = {p, keep[0], keep[1], {{0}, 0}, 0, 0};
+  serving sv = {p, keep[0], keep[1], {{0}, 0}, 0, 0, {0}};
   pfp__processor_become_server(p, keep[1], keep[2]);
 
   /* The server lives as long as the processor: it must not hold the host's
