@@ -86,16 +86,21 @@ $(BUILD)/pfp.so: $(ENGINE_OBJ)
 # calls into Lua then need no PLT, and a forked child has no symbols left to
 # resolve.  -rdynamic exports Lua's API, so that C modules a script requires (cjson,
 # lpeg: they do not link liblua themselves) find it in pfp-run.
+# Lua comes first, whole, after runtime/lua_first.c's fixed block, so that
+# its code sits at the same place whatever the size of pfp's (see there).
 LUA_STATIC := $(wildcard $(shell $(PKG_CONFIG) --variable=libdir $(LUA_PKG))/liblua5.4.a)
-PFP_RUN_LUA := $(if $(LUA_STATIC),-rdynamic $(LUA_STATIC) -ldl,$(LUA_LIBS))
+WHOLE_LUA := -Wl,--whole-archive $(LUA_STATIC) -Wl,--no-whole-archive
+PFP_RUN_LUA_FIRST := $(if $(LUA_STATIC),$(BUILD)/obj/lua_first.o -rdynamic $(WHOLE_LUA))
+PFP_RUN_LUA := $(if $(LUA_STATIC),-ldl,$(LUA_LIBS))
 # jansson too, from libjansson.a when libjansson-dev has it: each shared
 # library is five more mappings for every fork to copy and every child to
 # tear down (libm stays shared: its static archive needs a static libc).
 JANSSON_STATIC := $(wildcard $(shell $(PKG_CONFIG) --variable=libdir jansson)/libjansson.a)
 PFP_RUN_JANSSON := $(if $(JANSSON_STATIC),$(JANSSON_STATIC),$(JANSSON_LIBS))
 
-$(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a
-	$(CC) $(BIND_NOW) -o $@ $^ $(LDFLAGS) $(PFP_RUN_LUA) $(PFP_RUN_JANSSON) -lm
+$(BUILD)/pfp-run: $(BUILD)/obj/pfp_run.o $(BUILD)/libpfp.a $(BUILD)/obj/lua_first.o
+	$(CC) $(BIND_NOW) -o $@ $(PFP_RUN_LUA_FIRST) $(BUILD)/obj/pfp_run.o \
+	  $(BUILD)/libpfp.a $(LDFLAGS) $(PFP_RUN_LUA) $(PFP_RUN_JANSSON) -lm
 
 $(BUILD)/test_api: spec/c/test_api.c spec/c/tap.h $(BUILD)/libpfp.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
