@@ -472,10 +472,12 @@ static void run_job(lua_State *L, int context, int fn, int args,
 ** goes on from where its parent left off.  Not under AddressSanitizer,
 ** which must see every block.
 **
-** The new part of a block of POPULATE_MIN bytes or more is populated in
-** one call (pfp__populate) rather than faulted in a page at a time as Lua
-** first writes it: a 100 MB string takes two such blocks (Lua builds it in
-** a buffer, then copies it), 25,000 page faults each. */
+** A new string of POPULATE_MIN bytes or more is populated in one call
+** (pfp__populate) rather than faulted in a page at a time as Lua writes it:
+** 25,000 page faults for 100 MB.  Only strings: Lua writes a string whole
+** as it makes it, where a buffer (a read of up to n bytes, a growing
+** luaL_Buffer) may stay mostly unwritten, and populating it would make
+** memory resident that was never used. */
 #define ARENA_SIZE ((size_t)1 << 20)
 #define ARENA_BLOCK_MAX ((size_t)8 << 10)
 #define POPULATE_MIN ((size_t)1 << 20)
@@ -520,9 +522,11 @@ static void *child_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return block;
   }
   void *block = child_mem.alloc(child_mem.ud, ptr, osize, nsize);
-  size_t had = ptr != NULL ? osize : 0; /* else osize is a type tag */
-  if (block != NULL && nsize >= POPULATE_MIN && nsize > had)
-    pfp__populate((char *)block + had, nsize - had);
+  /* A new string: Lua fills it at once (other blocks, such as a buffer
+  ** for a read of up to n bytes, may stay mostly untouched). */
+  if (block != NULL && ptr == NULL && osize == LUA_TSTRING &&
+      nsize >= POPULATE_MIN)
+    pfp__populate(block, nsize);
   return block;
 }
 
@@ -548,6 +552,9 @@ static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
 void pfp__child_run(lua_State *L, int context, int fn, int args,
                     const char *name, int result_fd, size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
+  /* Both set, not left as inherited: a nested run's child may have been
+  ** forked by a reused worker, or the reverse. */
+  job.hold_result = 0;
   lend_results = 1;
   run_job(L, context, fn, args, name);
   child_exit(0);
@@ -601,6 +608,7 @@ void pfp__worker_run(lua_State *L, int context, const pfp__batch *batch,
                      size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
   job.hold_result = 1;
+  lend_results = 0;
   for (size_t k = first; k < count; k++) {
     lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 1));
     /* Text is decoded inside child_body's protected call (decode_args):

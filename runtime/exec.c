@@ -172,8 +172,10 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   ** grandchildren never hold it. */
   if (out_w > 2 && err_w > 2 && result_w > 2 && e->devnull != 0 &&
       e->devnull != 1 && e->devnull != 2) {
-    if ((e->devnull >= 0 ? dup2(e->devnull, 0) : close(0)) < 0 ||
-        dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+    if (e->devnull < 0)
+      close(0); /* may already be closed: then fine */
+    if ((e->devnull >= 0 && dup2(e->devnull, 0) < 0) || dup2(out_w, 1) < 0 ||
+        dup2(err_w, 2) < 0)
       _exit(126);
     close(out_w);
     close(err_w);

@@ -61,8 +61,19 @@ function put_numbers(q, context, args)
   end)
 end
 
--- Long strings made the ways a Lua program makes them; each block Lua
--- grows on the way is populated in one call.
+-- Reads a small file asking for up to 256 MiB: Lua allocates a buffer of
+-- that size and fills a few bytes of it.  Returns the peak resident set.
+function read_small(q, context, args)
+  local f = assert(io.open(args.path, "rb"))
+  local text = f:read(256 * 1024 * 1024)
+  f:close()
+  local status = assert(io.open("/proc/self/status")):read("a")
+  local peak_kib = tonumber(status:match("VmHWM:%s*(%d+) kB"))
+  return { text = text, resident_mib = peak_kib / 1024 }
+end
+
+-- Long strings made the ways a Lua program makes them; each new long
+-- string is populated in one call.
 function built(q, context, args)
   local n = args.bytes
   local parts = {}
@@ -115,6 +126,17 @@ describe("a long result lent to the pipe", function()
       end
     end)
   end
+
+  it("a buffer Lua leaves mostly unwritten is not made resident", function()
+    local path = H.tmpfile("twelve bytes")
+    local records = run{ script_path, string.format('read_small={"path":"%s"}', path) }
+    os.remove(path)
+    local r = records[1]
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("twelve bytes", r.result.text)
+    assert.is_true(r.result.resident_mib < 64,
+                   string.format("%.0f MiB resident at the peak of a 12-byte read", r.result.resident_mib))
+  end)
 
   it("arrives exact however Lua built it", function()
     local bytes = 3 * 1024 * KiB + 7
