@@ -357,4 +357,36 @@ end
     end
     assert.has_error(function() pfp.MultiProcessor({ reuse = 0 }) end)
   end)
+
+  it("nested runs give their results, a worker's one-call children and a one-call child's workers alike", function()
+    -- A process forked for one kind of run inherits the other kind's way
+    -- of delivering (a worker holds a returned result until its job ends;
+    -- a one-call child lends it): each must set its own.
+    local path = script([[
+local pfp = require "pfp"
+function inner(q, c, a) return { v = a.v * 2, pad = string.rep("p", 300 * 1024) } end
+function outer(q, c, a)
+  local m = pfp.MultiProcessor{ jobs = 2, reuse = a.inner_reuse }
+  m:register_function("inner", { v = a.v })
+  m:register_function("inner", { v = a.v + 1 })
+  m:execute_parallel()
+  local out = {}
+  for i, r in ipairs(m.results) do
+    out[i] = r.status == "ok" and #r.result.pad == 300 * 1024 and r.result.v or r.status
+  end
+  return out
+end
+]])
+    for _, outer in ipairs{ 1, 2 } do
+      for _, inner in ipairs{ 1, 2 } do
+        local records, err, code = run_json{ "--reuse", tostring(outer), path,
+          'outer={"v":5,"inner_reuse":' .. inner .. '}',
+          'outer={"v":7,"inner_reuse":' .. inner .. '}' }
+        local what = string.format("outer --reuse %d, inner reuse %d: %s", outer, inner, err)
+        assert.are.equal(0, code, what)
+        assert.are.same({ 10, 12 }, records[1].result, what)
+        assert.are.same({ 14, 16 }, records[2].result, what)
+      end
+    end
+  end)
 end)
