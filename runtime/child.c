@@ -141,13 +141,18 @@ static void release_held(lua_State *L) {
   held.name = NULL;
 }
 
-/* A child that runs one job lends the pages of a long piece of its result
-** to the pipe (pfp__lend_all) instead of copying them into it: the piece
-** is a string the result holds, or encoded text, and both are then kept,
-** unchanged, until the child exits.  A reused worker goes on to other
-** jobs, whose allocations could reuse that memory before the host has read
-** it, so it copies. */
-static int lend_results;
+/* This process is a reused worker (pfp__worker_run), not a child that runs
+** one job (pfp__child_run).  Set by both, never left as inherited: a nested
+** run's child may have been forked by a worker, or the reverse.
+**
+** A worker holds a result its function returned until the job's end (see
+** `held`).  A one-job child instead lends the pages of a long piece of its
+** result to the pipe (pfp__lend_all) rather than copying them into it: the
+** piece is a string the result holds, or encoded text, and both are then
+** kept, unchanged, until the child exits.  A worker goes on to other jobs,
+** whose allocations could reuse that memory before the host has read it,
+** so it copies. */
+static int in_worker;
 #define LEND_MIN (256u << 10)
 /* The encoded text of results lent so far, kept reachable: a leak checker
 ** would otherwise call it lost when the child exits.  Volatile, or the
@@ -157,14 +162,14 @@ static char *volatile lent_text[4];
 static volatile size_t nlent_text;
 
 /* Writes the n iovecs; those from pieces_at on are the result's payload,
-** which with lend_results is lent where a piece is LEND_MIN bytes or more
+** which in a one-job child is lent where a piece is LEND_MIN bytes or more
 ** (*lent then says so: the caller must keep what it points into).  0 or
 ** -1 (errno). */
 static int write_result(int fd, struct iovec *iov, int n, int pieces_at,
                         int *lent) {
   int from = 0;
   *lent = 0;
-  for (int i = pieces_at; lend_results && i < n; i++) {
+  for (int i = pieces_at; !in_worker && i < n; i++) {
     if (iov[i].iov_len < LEND_MIN)
       continue;
     if (i > from && pfp__writev_all(fd, iov + from, i - from) != 0)
@@ -178,11 +183,13 @@ static int write_result(int fd, struct iovec *iov, int n, int pieces_at,
 }
 
 /* Encodes the result at the top of the stack (its function_name below it)
-** and writes the frames, or with `hold` keeps them for the job's end.
-** `returned`: the function returned it (it has ended), else it gave it to
-** q:put.  Returns NULL, or an error message (new string) when it cannot be
-** serialized; raises nothing itself. */
-static char *deliver(lua_State *L, int fd, int returned, int hold) {
+** and writes the frames, or in a reused worker, when the function returned
+** it, keeps them for the job's end.  `returned`: the function returned it
+** (it has ended), else it gave it to q:put.  Returns NULL, or an error
+** message (new string) when it cannot be serialized; raises nothing
+** itself. */
+static char *deliver(lua_State *L, int fd, int returned) {
+  int hold = returned && in_worker;
   size_t name_len = 0;
   const char *name = lua_type(L, -2) == LUA_TSTRING
                          ? lua_tolstring(L, -2, &name_len)
@@ -236,7 +243,7 @@ static int queue_put(lua_State *L) {
     return caller_error(L, "q:put: a result was already put (put may be "
                            "called once per function)");
   unwrap_result(L, 2);
-  char *errmsg = deliver(L, q->fd, 0, 0);
+  char *errmsg = deliver(L, q->fd, 0);
   if (errmsg != NULL) {
     lua_pushstring(L, errmsg);
     free(errmsg);
@@ -312,7 +319,6 @@ static int traceback_handler(lua_State *L) {
 static struct {
   const char *name;
   int result_fd;
-  int hold_result; /* a reused worker: see `held` */
   size_t memory_limit;
   limiter mem;
 } job;
@@ -427,7 +433,7 @@ static int child_body(lua_State *L) {
   if (!q->put_done) {
     /* No put: the function's return value is its result. */
     unwrap_result(L, -1);
-    char *errmsg = deliver(L, job.result_fd, 1, job.hold_result);
+    char *errmsg = deliver(L, job.result_fd, 1);
     if (errmsg != NULL) {
       lua_pushfstring(L, "%s (the function's return value)", errmsg);
       free(errmsg);
@@ -561,10 +567,7 @@ static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
 void pfp__child_run(lua_State *L, int context, int fn, int args,
                     const char *name, int result_fd, size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
-  /* Both set, not left as inherited: a nested run's child may have been
-  ** forked by a reused worker, or the reverse. */
-  job.hold_result = 0;
-  lend_results = 1;
+  in_worker = 0;
   run_job(L, context, fn, args, name);
   child_exit(0);
 }
@@ -616,8 +619,7 @@ void pfp__worker_run(lua_State *L, int context, const pfp__batch *batch,
                      size_t first, size_t count, int result_fd,
                      size_t memory_limit) {
   start_child(L, result_fd, memory_limit);
-  job.hold_result = 1;
-  lend_results = 0;
+  in_worker = 1;
   for (size_t k = first; k < count; k++) {
     lua_rawgeti(L, batch->table, (lua_Integer)(2 * k + 1));
     /* Text is decoded inside child_body's protected call (decode_args):

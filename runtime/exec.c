@@ -121,9 +121,6 @@ static void set_error(exec_state *e, int code, char *msg) {
 
 /* ---- the child's side of fork ---------------------------------------- */
 
-static PFP__NORETURN void child_go(exec_state *e, slot *s, int result,
-                                   int ahead);
-
 /* Runs in the child between fork and the function.  Any failure here ends
 ** the child with code 126, which the host reports as a crash.  The pairs
 ** are the child's pipes, read end first; a worker's out and err are files
@@ -167,46 +164,30 @@ static PFP__NORETURN void child_start(exec_state *e, slot *s,
   if (pfp__set_blocking(out_w) != 0 || pfp__set_blocking(err_w) != 0 ||
       pfp__set_blocking(result_w) != 0)
     _exit(126);
-  /* The usual case: every end is above 2, so they go straight into place.
-  ** The result pipe stays where it is, close-on-exec, so exec'd
-  ** grandchildren never hold it. */
-  if (out_w > 2 && err_w > 2 && result_w > 2 && e->devnull != 0 &&
-      e->devnull != 1 && e->devnull != 2) {
-    if (e->devnull < 0)
-      close(0); /* may already be closed: then fine */
-    if ((e->devnull >= 0 && dup2(e->devnull, 0) < 0) || dup2(out_w, 1) < 0 ||
-        dup2(err_w, 2) < 0)
+  /* Each end goes into place with dup2.  One that is itself 0, 1 or 2 (the
+  ** host runs with some of those closed) is first copied above 2, so that
+  ** no dup2 clobbers it; usually none is.  The result pipe stays where it
+  ** is, close-on-exec, so exec'd grandchildren never hold it. */
+  int in = e->devnull, out = out_w, err = err_w, result = result_w;
+  int *ends[] = {&in, &out, &err, &result};
+  for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++)
+    if (*ends[i] >= 0 && *ends[i] <= 2 &&
+        (*ends[i] = fcntl(*ends[i], F_DUPFD_CLOEXEC, 3)) < 0)
       _exit(126);
-    close(out_w);
-    close(err_w);
-    if (e->devnull >= 0)
-      close(e->devnull);
-    child_go(e, s, result_w, ahead);
-  }
-  /* Else move the ends above 2 first, so no dup2 below clobbers another
-  ** when the host runs with fd 0, 1 or 2 closed.  The result pipe moves too
-  ** and stays close-on-exec. */
-  int in = e->devnull >= 0 ? fcntl(e->devnull, F_DUPFD_CLOEXEC, 3) : -1;
-  int out = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
-  int err = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
-  int result = fcntl(result_w, F_DUPFD_CLOEXEC, 3);
-  if (out < 0 || err < 0 || result < 0 || (in >= 0 && dup2(in, 0) < 0) ||
-      dup2(out, 1) < 0 || dup2(err, 2) < 0)
-    _exit(126);
   if (in < 0)
-    close(0);
-  /* The originals go, unless one of them was 0, 1 or 2 and is now reused. */
-  int originals[] = {in, out, err, out_w, err_w, e->devnull, result_w};
-  for (size_t i = 0; i < sizeof originals / sizeof originals[0]; i++)
-    if (originals[i] > 2)
-      close(originals[i]);
-  child_go(e, s, result, ahead);
-}
+    close(0); /* no /dev/null: stdin closed (it may already be) */
+  if ((in >= 0 && dup2(in, 0) < 0) || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+    _exit(126);
+  /* Of the descriptors above 2 these name, only the result pipe stays. */
+  int spare[] = {in, out, err, e->devnull, out_w, err_w, result_w};
+  for (size_t i = 0; i < sizeof spare / sizeof spare[0]; i++) {
+    int seen = spare[i] <= 2 || spare[i] == result;
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = spare[j] == spare[i];
+    if (!seen)
+      close(spare[i]);
+  }
 
-/* The rest of child_start, once the descriptors are in place: the result
-** pipe's write end is `result`. */
-static PFP__NORETURN void child_go(exec_state *e, slot *s, int result,
-                                   int ahead) {
   /* Forked ahead: everything is ready; the function waits for its slot.
   ** Signals are still blocked, so the start signal cannot be missed. */
   if (ahead) {
