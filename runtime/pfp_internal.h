@@ -453,10 +453,10 @@ typedef struct pfp__exec_opts {
 
 /* What to run comes from the caller: `next` pushes the function and its
 ** args table on L (2 values) and stores the registered name (a new string
-** the executor frees) and 0-based index.  When args_text is not NULL (a
-** reused worker's batch) it may instead push nil for the args and point
-** *args_text at checked JSON text, valid until its next call, which the
-** worker decodes.  It returns 1, 0 when there are no
+** the executor frees) and 0-based index.  It may instead push nil for the
+** args and point *args_text (else left NULL) at checked JSON text, valid
+** until its next call, which the child or reused worker decodes.  It
+** returns 1, 0 when there are no
 ** more jobs, PFP_FEED_WAIT when the next job is not ready before feed_fd is
 ** readable, or a negative PFP_E* code to stop.  `done` receives each
 ** finished record (ownership passes) and returns 0, or a negative PFP_E*

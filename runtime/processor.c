@@ -28,9 +28,6 @@ typedef struct registration {
   ** parsed object costs ten times its size while it waits for its run.
   ** Decoded when it runs (see take_next). */
   char *args_text;
-  /* The scanner was sure of args_text: it decodes without jansson.  Kept
-  ** from the check, so no call scans its text twice. */
-  unsigned char text_sure;
   unsigned char name_shared; /* name belongs to the registration before */
 } registration;
 
@@ -640,7 +637,6 @@ int pfp_register(pfp_processor *p, const char *name, const char *args_json) {
     return set_error(p, PFP_ENOMEM, NULL);
   }
   r->args_text = text;
-  r->text_sure = (unsigned char)sure;
   return ok(p);
 }
 
@@ -767,13 +763,11 @@ static int push_failed(lua_State *L, int code, const char *msg) {
   return lua_error(L);
 }
 
-/* Pushes the function and args of registration (or fed job) r.  Text
-** args are decoded here (exec_next leaves only text_sure text), or, third
-** argument true, left for a reused worker (nil). */
+/* Pushes the function and args of registration (or fed job) r; args given
+** as text are pushed as nil, exec_next having put the text beside. */
 static int push_job_protected(lua_State *L) {
   pfp_processor *p = lua_touserdata(L, 1);
   registration *r = lua_touserdata(L, 2);
-  int text_beside = lua_toboolean(L, 3);
   if (r->fn_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
   else {
@@ -786,12 +780,8 @@ static int push_job_protected(lua_State *L) {
   }
   if (r->args_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->args_ref);
-  else if (r->args_text != NULL && text_beside)
-    lua_pushnil(L);
-  else if (r->args_text != NULL) {
-    if (pfp__push_json_text(L, r->args_text, strlen(r->args_text)) != 0)
-      return push_failed(L, PFP_ENOMEM, "not enough memory"); /* stack */
-  }
+  else if (r->args_text != NULL)
+    lua_pushnil(L); /* the text goes beside: the child decodes it */
   else if (r->args_json != NULL) {
     if (pfp__push_json(L, r->args_json) != 0)
       return push_failed(L, PFP_EJSON, "args nested deeper than "
@@ -885,7 +875,6 @@ static int take_next(pfp_processor *p, registration *fed, registration **r,
   fed->args_ref = LUA_NOREF;
   fed->args_json = args;
   fed->args_text = (char *)text;
-  fed->text_sure = (unsigned char)text_sure;
   *r = fed;
   if (text != NULL && json_only)
     return decode_args_text(p, fed, r);
@@ -902,22 +891,14 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index,
   int taken = take_next(p, &fed, &r, 0);
   if (taken != 1)
     return taken;
-  if (r->args_text != NULL && args_text != NULL) {
-    /* The child (or a reused worker) decodes text given beside, off the
-    ** host's serial path; a child takes its tables from pages of its own
-    ** (child.c's arena), so decoding there costs no more page faults than
-    ** inheriting the table would. */
-    *args_text = r->args_text;
-  } else if (r->args_text != NULL && !r->text_sure) {
-    /* Text the scanner leaves open goes through jansson here, outside
-    ** Lua, so no error can strand the json_t. */
-    taken = decode_args_text(p, &fed, &r);
-    if (taken != 1)
-      return taken;
-  }
+  /* The child (or a reused worker) decodes text given beside, off the
+  ** host's serial path; a child takes its tables from pages of its own
+  ** (child.c's arena), so decoding there costs no more page faults than
+  ** inheriting the table would. */
+  *args_text = r->args_text;
   *name = pfp__strdup(r->name);
-  if (*name != NULL && args_text != NULL && *args_text != NULL &&
-      p->owns_state && lua_checkstack(p->L, 2)) {
+  if (*name != NULL && *args_text != NULL && p->owns_state &&
+      lua_checkstack(p->L, 2)) {
     /* Text beside and a function already at hand: two pushes, neither of
     ** which can fail or run Lua code. */
     int ref = r->fn_ref;
@@ -933,15 +914,13 @@ static int exec_next(void *ud, lua_State *L, char **name, size_t *index,
       return 1;
     }
   }
-  if (*name != NULL) {
+  if (*name != NULL)
     lua_pushlightuserdata(p->L, r);
-    lua_pushboolean(p->L, args_text != NULL);
-  }
   /* A Lua error here is memory, or the host's own interrupt (lua.c's
   ** SIGINT hook raises "interrupted!" in the next Lua code to run): both
   ** stop the run at once. */
   p->push_code = 0;
-  int rc = *name ? pcall_with(p, push_job_protected, 2, 2, PFP_EINTR, "")
+  int rc = *name ? pcall_with(p, push_job_protected, 1, 2, PFP_EINTR, "")
                  : set_error(p, PFP_ENOMEM, NULL);
   if (rc != PFP_OK && p->push_code != 0)
     rc = p->code = p->push_code;
