@@ -554,6 +554,10 @@ static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
   if (!__flbf(stdout))
     setvbuf(stdout, NULL, _IOLBF, 0);
   lua_atpanic(L, child_panic);
+  /* Forked by a nested run inside a function that has a memory limit,
+  ** this child inherits that function's limiter as its allocator: the
+  ** limit was the parent's, and run_job is about to reset its state. */
+  lift_memory_limit(L);
   if (child_mem.alloc == NULL) { /* else a nested run: already in place */
     child_mem.alloc = lua_getallocf(L, &child_mem.ud);
     lua_setallocf(L, child_alloc, NULL);

@@ -301,6 +301,43 @@ end
       "option memory: expected an integer number of bytes >= 0, got -1")
   end)
 
+  it("holds in a nested run: the outer limit is the outer function's, the inner run's its own", function()
+    -- The inner run's children are forked from a function running under a
+    -- limit: they must neither inherit it nor trip over its bookkeeping.
+    local nested = H.script([[
+local pfp = require "pfp"
+function inner(q, c, a)
+  if a.big then local t = {} for i = 1, 1e6 do t[i] = i end end
+  return a.v * 2
+end
+function outer(q, c, a)
+  local m = pfp.MultiProcessor{ jobs = 2, memory = a.inner_memory, reuse = a.reuse }
+  m:register_function("inner", { v = a.v })
+  m:register_function("inner", { v = a.v + 1, big = true })
+  local out = {}
+  for i, r in ipairs(m:execute_parallel()) do
+    out[i] = r.status == "ok" and r.result or r.status .. ": " .. r.error
+  end
+  return out
+end
+]])
+    local oom = "error: out of memory: the function's Lua allocations went past its memory limit of 4000000 bytes"
+    for _, outer_reuse in ipairs({ "1", "2" }) do
+      local records, out, err, code = run_json({ "--memory", "8M", "--reuse", outer_reuse, nested,
+        'outer={"v":5}', 'outer={"v":1,"inner_memory":4000000}',
+        'outer={"v":1,"inner_memory":4000000,"reuse":2}' })
+      local what = "outer --reuse " .. outer_reuse .. ": " .. out .. err
+      assert.is_table(records, what)
+      assert.are.equal(0, code, what)
+      -- 1e6 integers take 16 MB: over the inner limit, but not counted
+      -- against the outer function's 8 MB, and no inner child crashes.
+      assert.are.same({ 10, 12 }, records[1].result, what)
+      assert.are.same({ 2, oom }, records[2].result, what)
+      assert.are.same({ 2, oom }, records[3].result, what)
+    end
+    os.remove(nested)
+  end)
+
   it("rejects a bad --memory value before anything runs", function()
     for _, bad in ipairs({ "12X", "-5", "", "M" }) do
       local out, err, code = H.run({ "--memory", bad, script, "modest" })
