@@ -384,6 +384,17 @@ local function trivial_section(base, small)
             "the floor did not fork %d times", calls)
       return r
     end }
+  -- What running the function in a forked child costs by itself: the part
+  -- of pfp's time per function that is the model's, not pfp's overhead.
+  rows[#rows + 1] = { id = "floor_call",
+    label = "floor + the function run in each child (C)",
+    measure = function()
+      local r = run{ bin .. "floor", "-f", "-j", opt.jobs, "-n", calls,
+                     here .. "work.lua" }
+      check(fields(read_file(out_path)).calls == tostring(calls),
+            "the floor did not fork %d times", calls)
+      return r
+    end }
   add_python_rows(rows, "sq:" .. calls, calls, sum_of_squares(calls),
                   not small and "run at the smaller size only (ms a call)")
   local values = {}

@@ -5,13 +5,17 @@
 ** running the function, sending and decoding its result), so its time per
 ** function can approach this number but not beat it.
 **
-**   floor [-j JOBS] [-n CALLS] [-m HOLD_MIB] SCRIPT
+**   floor [-j JOBS] [-n CALLS] [-m HOLD_MIB] [-f] SCRIPT
 **
 ** Opens a Lua state with the standard libraries, runs SCRIPT in it (the
 ** benchmark's own functions, so the state is the size pfp's is), then,
 ** when -m is given, allocates HOLD_MIB MiB and writes every page of it, as
 ** a host that has grown would.  Then it forks CALLS children (default
 ** 1000), at most JOBS at once (default 2); each child only calls _exit(0).
+** With -f, each child first runs the script's function `sq` as pfp would
+** run it, sq(q, context, {i = N}), with a q whose put keeps the Result,
+** and exits 1 unless the result's sq is N * N: the cost of running a Lua
+** function in a forked child at all, without pfp's pipes, JSON or records.
 ** It prints "calls=N elapsed_s=S", S timing the forks alone (from the
 ** first fork to the last reaping), and exits 1 if any child failed.
 */
@@ -34,6 +38,25 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Given the module, returns a function of N that runs module.sq as pfp
+** would and says whether its Result holds N * N. */
+static const char CALL_SQ[] =
+    "local module = ...\n"
+    "local got\n"
+    "local q, context = { put = function(_, r) got = r end }, {}\n"
+    "return function(i)\n"
+    "  got = nil\n"
+    "  module.sq(q, context, { i = i })\n"
+    "  return got ~= nil and got.result.sq == i * i\n"
+    "end\n";
+
+/* In a child: runs the call for n; returns its exit code. */
+static int run_sq(lua_State *L, int call_sq, long n) {
+  lua_pushvalue(L, call_sq);
+  lua_pushinteger(L, n);
+  return lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1) ? 0 : 1;
+}
+
 /* Reaps one child; returns 0 if it exited with code 0, else -1. */
 static int reap_one(void) {
   int wstatus;
@@ -50,12 +73,13 @@ static int reap_one(void) {
 
 int main(int argc, char **argv) {
   long jobs = 2, calls = 1000, hold_mib = 0;
-  int opt;
-  while ((opt = getopt(argc, argv, "j:n:m:")) != -1) {
+  int opt, call = 0;
+  while ((opt = getopt(argc, argv, "j:n:m:f")) != -1) {
     switch (opt) {
     case 'j': jobs = strtol(optarg, NULL, 10); break;
     case 'n': calls = strtol(optarg, NULL, 10); break;
     case 'm': hold_mib = strtol(optarg, NULL, 10); break;
+    case 'f': call = 1; break;
     default: goto usage;
     }
   }
@@ -68,10 +92,15 @@ int main(int argc, char **argv) {
     return 1;
   }
   luaL_openlibs(L);
-  if (luaL_dofile(L, argv[optind]) != LUA_OK) {
+  /* The module's sq, bound to a q and a context made before any fork, as
+  ** pfp makes them: a child pays only for the call. */
+  if (luaL_loadstring(L, CALL_SQ) != LUA_OK ||
+      luaL_loadfile(L, argv[optind]) != LUA_OK ||
+      lua_pcall(L, 0, 1, 0) != LUA_OK || lua_pcall(L, 1, 1, 0) != LUA_OK) {
     fprintf(stderr, "floor: %s\n", lua_tostring(L, -1));
     return 1;
   }
+  int call_sq = lua_gettop(L);
 
   char *held = NULL;
   if (hold_mib > 0) {
@@ -94,7 +123,7 @@ int main(int argc, char **argv) {
         return 1;
       }
       if (pid == 0)
-        _exit(0);
+        _exit(call ? run_sq(L, call_sq, started + 1) : 0);
       started++;
       running++;
     } else {
@@ -111,6 +140,7 @@ int main(int argc, char **argv) {
   return failed == 0 ? 0 : 1;
 
 usage:
-  fputs("usage: floor [-j JOBS] [-n CALLS] [-m HOLD_MIB] SCRIPT\n", stderr);
+  fputs("usage: floor [-j JOBS] [-n CALLS] [-m HOLD_MIB] [-f] SCRIPT\n",
+        stderr);
   return 2;
 }
