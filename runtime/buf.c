@@ -11,9 +11,29 @@
 #include "pfp_internal.h"
 
 void pfp__buf_free(pfp__buf *b) {
-  free(b->data);
+  if (!b->borrowed)
+    free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+  b->borrowed = 0;
+}
+
+void pfp__buf_init_borrowed(pfp__buf *b, char *storage, size_t cap) {
+  b->data = storage;
+  b->data[0] = '\0';
+  b->len = 0;
+  b->cap = cap;
+  b->borrowed = 1;
+}
+
+/* Moves borrowed bytes to a heap block of cap bytes. */
+static char *unborrow(pfp__buf *b, size_t cap) {
+  char *data = malloc(cap);
+  if (data != NULL) {
+    memcpy(data, b->data, b->len + 1);
+    b->borrowed = 0;
+  }
+  return data;
 }
 
 /* Smaller blocks would gain little from huge pages. */
@@ -39,7 +59,7 @@ static int reserve(pfp__buf *b, size_t extra, int exact) {
   size_t cap = exact ? need : b->cap ? b->cap : 64;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  char *data = realloc(b->data, cap);
+  char *data = b->borrowed ? unborrow(b, cap) : realloc(b->data, cap);
   if (data == NULL)
     return -1;
   if (b->data == NULL)
@@ -84,6 +104,12 @@ int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) {
 }
 
 char *pfp__buf_steal(pfp__buf *b, size_t *len) {
+  if (b->borrowed) {
+    char *copy = unborrow(b, b->len + 1);
+    if (copy == NULL)
+      return NULL; /* the bytes stay in the caller's storage */
+    b->data = copy;
+  }
   char *data = b->data;
   if (len)
     *len = b->len;

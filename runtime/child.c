@@ -182,6 +182,9 @@ static int write_result(int fd, struct iovec *iov, int n, int pieces_at,
   return from < n ? pfp__writev_all(fd, iov + from, n - from) : 0;
 }
 
+static void *arena_take(size_t size);
+#define RESULT_TEXT_FIRST ((size_t)4 << 10)
+
 /* Encodes the result at the top of the stack (its function_name below it)
 ** and writes the frames, or in a reused worker, when the function returned
 ** it, keeps them for the job's end.  `returned`: the function returned it
@@ -195,6 +198,13 @@ static char *deliver(lua_State *L, int fd, int returned) {
                          ? lua_tolstring(L, -2, &name_len)
                          : NULL;
   pfp__buf json = {0};
+  /* A one-job child's result text starts in its arena (see child_alloc):
+  ** from malloc, a small result cost three copy-on-write faults, for a
+  ** chunk and for malloc's own bookkeeping on pages the host shares.
+  ** Longer text moves to the heap as it grows. */
+  char *first = in_worker ? NULL : arena_take(RESULT_TEXT_FIRST);
+  if (first != NULL)
+    pfp__buf_init_borrowed(&json, first, RESULT_TEXT_FIRST);
   pfp__json_holes holes;
   char *errmsg = NULL;
   int rc = pfp__lua_to_json_holes(L, -1, "result", &json, &holes, &errmsg);
@@ -507,16 +517,27 @@ static void run_job(lua_State *L, int context, int fn, int args,
 #define USE_ARENA 1
 #endif
 
-static _Alignas(16) unsigned char arena[USE_ARENA ? ARENA_SIZE : 16];
+/* The allocator's state goes in front of the arena, on the page of its
+** first blocks: a child writes both, and one page is one fault. */
 static struct {
   lua_Alloc alloc; /* the host's allocator, and its userdata */
   void *ud;
   size_t arena_used;
+  _Alignas(16) unsigned char arena[USE_ARENA ? ARENA_SIZE : 16];
 } child_mem;
 
 static int in_arena(const void *p) {
-  return (const unsigned char *)p >= arena &&
-         (const unsigned char *)p < arena + sizeof arena;
+  return (const unsigned char *)p >= child_mem.arena &&
+         (const unsigned char *)p < child_mem.arena + sizeof child_mem.arena;
+}
+
+static void *arena_take(size_t size) {
+  size_t rounded = (size + 15) & ~(size_t)15;
+  if (!USE_ARENA || size == 0 || rounded > ARENA_SIZE - child_mem.arena_used)
+    return NULL;
+  void *block = child_mem.arena + child_mem.arena_used;
+  child_mem.arena_used += rounded;
+  return block;
 }
 
 static void *child_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -529,12 +550,10 @@ static void *child_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       memcpy(block, ptr, osize);
     return block;
   }
-  size_t rounded = (nsize + 15) & ~(size_t)15;
-  if (USE_ARENA && ptr == NULL && nsize > 0 && nsize <= ARENA_BLOCK_MAX &&
-      rounded <= ARENA_SIZE - child_mem.arena_used) {
-    void *block = arena + child_mem.arena_used;
-    child_mem.arena_used += rounded;
-    return block;
+  if (ptr == NULL && nsize <= ARENA_BLOCK_MAX) {
+    void *block = arena_take(nsize);
+    if (block != NULL)
+      return block;
   }
   void *block = child_mem.alloc(child_mem.ud, ptr, osize, nsize);
   /* A new string: Lua fills it at once (other blocks, such as a buffer
@@ -554,6 +573,10 @@ static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
   if (!__flbf(stdout))
     setvbuf(stdout, NULL, _IOLBF, 0);
   lua_atpanic(L, child_panic);
+  /* Written before lift_memory_limit reads the page they share: a read
+  ** first would cost a fault for the read and another for the write. */
+  job.result_fd = result_fd;
+  job.memory_limit = memory_limit;
   /* Forked by a nested run inside a function that has a memory limit,
   ** this child inherits that function's limiter as its allocator: the
   ** limit was the parent's, and run_job is about to reset its state. */
@@ -562,8 +585,6 @@ static void start_child(lua_State *L, int result_fd, size_t memory_limit) {
     child_mem.alloc = lua_getallocf(L, &child_mem.ud);
     lua_setallocf(L, child_alloc, NULL);
   }
-  job.result_fd = result_fd;
-  job.memory_limit = memory_limit;
   if (!lua_checkstack(L, 8))
     child_panic(L);
 }

@@ -45,9 +45,14 @@ typedef struct pfp__buf {
   char *data;
   size_t len;
   size_t cap;
+  int borrowed; /* data is the caller's storage: never freed or realloc'd */
 } pfp__buf;
 
 void pfp__buf_free(pfp__buf *b);
+/* Starts an empty buffer in `storage` (cap bytes, cap > 0), which the
+** caller owns and keeps valid while the buffer lives: appends that do not
+** fit move the bytes to the heap; steal and take copy them out. */
+void pfp__buf_init_borrowed(pfp__buf *b, char *storage, size_t cap);
 int pfp__buf_reserve(pfp__buf *b, size_t extra);
 int pfp__buf_append(pfp__buf *b, const void *data, size_t len);
 int pfp__buf_puts(pfp__buf *b, const char *s);
@@ -64,8 +69,8 @@ char *pfp__buf_take(pfp__buf *b, size_t *len);
 /* pfp__buf_reserve, but growing to exactly the room asked for (no
 ** doubling): for a payload whose size is known. */
 int pfp__buf_reserve_exact(pfp__buf *b, size_t extra);
-/* Hands the bytes over (caller frees); the buffer is left empty.  Never
-** returns NULL: an empty buffer yields an allocated "". */
+/* Hands the bytes over (caller frees); the buffer is left empty.  An empty
+** buffer yields an allocated "": NULL only when memory runs out. */
 char *pfp__buf_steal(pfp__buf *b, size_t *len);
 
 /* ---- sys.c: system calls wrapped once --------------------------------- */

@@ -65,6 +65,16 @@ local CASES = {
   { "1000 levels of nesting", nest(1000), json = nested_json(1000), array = true },
 }
 
+-- Results whose text ends just before, at and just after 4 KiB, where a
+-- one-call child's buffer moves from its first block to the heap, and
+-- one well past it.
+for _, n in ipairs({ 2046, 2047, 2048, 2049, 5000 }) do
+  local list = {}
+  for i = 1, n do list[i] = i % 10 end
+  CASES[#CASES + 1] = { string.format("%d one-digit numbers (%d bytes)", n, 2 * n + 1),
+    list, json = "[" .. table.concat(list, ",") .. "]", array = true }
+end
+
 -- Values that cannot be serialized.  make() builds the bad value; it is
 -- placed at items[3].cb.  path: what follows "items[3].cb" in the message.
 local function cyclic()
