@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -152,6 +153,50 @@ static void test_exact_integers(void) {
 out:
   json_decref(args);
   pfp_processor_destroy(p);
+}
+
+/* A host whose LC_NUMERIC writes decimals with a comma (printf and strtod
+** follow it, in the host and in the children it forks): args text with
+** reals is still read exactly, and results are written with a '.'.  The
+** de_DE locale is built with localedef (package locales) into a
+** temporary LOCPATH, which setlocale reads at each call. */
+static void test_comma_locale(void) {
+  pfp_processor *p = NULL;
+  char dir[] = "/tmp/pfp-locale-XXXXXX";
+  char command[128];
+  int made = mkdtemp(dir) != NULL;
+  CHECK(made);
+  snprintf(command, sizeof command,
+           "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+  CHECK(system(command) == 0);
+  CHECK(setenv("LOCPATH", dir, 1) == 0);
+  CHECK(setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL);
+  char written[16];
+  snprintf(written, sizeof written, "%.2f", 0.25);
+  CHECK(strcmp(written, "0,25") == 0); /* else the test proves nothing */
+
+  p = new_loaded();
+  CHECK(p != NULL);
+  CHECK_RC(p, pfp_register(p, "echo", "{\"a\":0.25,\"b\":1e-7,"
+                                      "\"c\":123456.789,"
+                                      "\"d\":0.3333333333333333}"));
+  CHECK_EXEC(p, 0);
+  const json_t *got = pfp_record_result(pfp_record_at(p, 0));
+  CHECK(json_real_value(json_object_get(got, "a")) == 0.25);
+  CHECK(json_real_value(json_object_get(got, "b")) == 1e-7);
+  CHECK(json_real_value(json_object_get(got, "c")) == 123456.789);
+  CHECK(json_real_value(json_object_get(got, "d")) == 1.0 / 3.0);
+  const char *text = pfp_record_result_text(pfp_record_at(p, 0), NULL);
+  CHECK(strstr(text, "\"a\":0.25") != NULL);
+out:
+  pfp_processor_destroy(p);
+  setlocale(LC_NUMERIC, "C");
+  unsetenv("LOCPATH");
+  if (made) {
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    if (system(command) != 0)
+      printf("#   could not remove %s\n", dir);
+  }
 }
 
 static void test_every_status(void) {
@@ -853,6 +898,8 @@ int main(void) {
   run_test("finds functions in the returned table and among globals",
            test_exported_and_global_functions);
   run_test("integers and floats cross the pipe exactly", test_exact_integers);
+  run_test("reals are read and written with '.' in a host whose locale "
+           "writes a comma", test_comma_locale);
   run_test("every status: error, timeout, crashed, ok", test_every_status);
   run_test("captures the functions' output and prints nothing itself",
            test_captured_output_and_silence);
