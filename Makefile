@@ -40,6 +40,7 @@ HEADERS    := include/pfp.h runtime/pfp_internal.h
 PROGRAMS := $(BUILD)/pfp-run $(BUILD)/libpfp.a $(BUILD)/libpfp.so \
             $(BUILD)/pfp.so
 C_TESTS  := $(BUILD)/test_api $(BUILD)/test_server $(BUILD)/test_scan \
+            $(BUILD)/test_buf \
             $(BUILD)/fail_fork.so \
             $(BUILD)/close_fd.so
 ifeq ($(SANITIZE),)
@@ -109,6 +110,9 @@ $(BUILD)/test_server: spec/c/test_server.c spec/c/tap.h $(BUILD)/libpfp.a $(HEAD
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_scan: spec/c/test_scan.c spec/c/tap.h $(BUILD)/libpfp.a $(HEADERS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
+
+$(BUILD)/test_buf: spec/c/test_buf.c spec/c/tap.h $(BUILD)/libpfp.a $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpfp.a $(LDFLAGS) $(LUA_LIBS) $(JANSSON_LIBS) -lm
 
 $(BUILD)/test_oom: spec/c/test_oom.c $(BUILD)/libpfp.a

@@ -106,8 +106,11 @@ int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) {
 char *pfp__buf_steal(pfp__buf *b, size_t *len) {
   if (b->borrowed) {
     char *copy = unborrow(b, b->len + 1);
-    if (copy == NULL)
+    if (copy == NULL) {
+      if (len)
+        *len = 0;
       return NULL; /* the bytes stay in the caller's storage */
+    }
     b->data = copy;
   }
   char *data = b->data;

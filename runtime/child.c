@@ -347,7 +347,9 @@ static void send_error(const char *msg, size_t len) {
 }
 
 static void lift_memory_limit(lua_State *L) {
-  if (job.mem.alloc != NULL) {
+  void *ud = NULL;
+  if (job.mem.alloc != NULL && lua_getallocf(L, &ud) == limited_alloc &&
+      ud == &job.mem) {
     lua_setallocf(L, job.mem.alloc, job.mem.ud);
     job.mem.alloc = NULL;
   }

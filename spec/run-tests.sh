@@ -56,6 +56,7 @@ fi
 suite "C tests" "$top/$BUILD/test_api"
 suite "C fork-server tests" "$top/$BUILD/test_server"
 suite "C jobs-file scanner tests" "$top/$BUILD/test_scan"
+suite "C byte-buffer tests" "$top/$BUILD/test_buf"
 # The allocation-failure test replaces malloc itself: not with sanitizers.
 if [ "${SANITIZE:-}" != 1 ]; then
   suite "C allocation-failure tests" "$top/$BUILD/test_oom"
