@@ -321,6 +321,7 @@ function outer(q, c, a)
   return out
 end
 ]])
+    finally(function() os.remove(nested) end)
     local oom = "error: out of memory: the function's Lua allocations went past its memory limit of 4000000 bytes"
     for _, outer_reuse in ipairs({ "1", "2" }) do
       local records, out, err, code = run_json({ "--memory", "8M", "--reuse", outer_reuse, nested,
@@ -335,7 +336,6 @@ end
       assert.are.same({ 2, oom }, records[2].result, what)
       assert.are.same({ 2, oom }, records[3].result, what)
     end
-    os.remove(nested)
   end)
 
   it("rejects a bad --memory value before anything runs", function()
