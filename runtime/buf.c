@@ -5,8 +5,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "pfp_internal.h"
 
@@ -34,18 +32,6 @@ static char *unborrow(pfp__buf *b, size_t cap) {
     b->borrowed = 0;
   }
   return data;
-}
-
-/* Smaller blocks would gain little from huge pages. */
-#define HUGE_ENOUGH ((size_t)8 << 20)
-void pfp__advise_huge_pages(char *data, size_t len) {
-  if (len < HUGE_ENOUGH)
-    return;
-  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  uintptr_t start = ((uintptr_t)data + page - 1) & ~(page - 1);
-  uintptr_t end = ((uintptr_t)data + len) & ~(page - 1);
-  if (end > start)
-    (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 }
 
 /* Makes room for `extra` more bytes plus the NUL: doubling (appends in a

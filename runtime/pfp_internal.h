@@ -57,12 +57,6 @@ int pfp__buf_reserve(pfp__buf *b, size_t extra);
 int pfp__buf_append(pfp__buf *b, const void *data, size_t len);
 int pfp__buf_puts(pfp__buf *b, const char *s);
 int pfp__buf_printf(pfp__buf *b, const char *fmt, ...) PFP__PRINTF(2, 3);
-/* For a block of many MB that will be filled once, front to back (a big
-** result): huge pages make that a few hundred page faults instead of one
-** per 4 KiB.  Only whole pages inside the block are advised, which splits
-** its mapping, so realloc can no longer move it cheaply: only for blocks
-** that will not grow.  Failure is harmless (no transparent huge pages). */
-void pfp__advise_huge_pages(char *data, size_t len);
 /* As pfp__buf_steal, but an empty buffer yields NULL (no allocation): a
 ** record's empty stdout costs nothing. */
 char *pfp__buf_take(pfp__buf *b, size_t *len);
@@ -113,6 +107,12 @@ int pfp__lend_all(int fd, const void *buf, size_t len);
 ** instead of a page fault at each page's first write.  A hint: whole pages
 ** inside the range only, failures ignored (kernels before 5.14 lack it). */
 void pfp__populate(void *addr, size_t len);
+/* For a block of many MB that will be filled once, front to back (a big
+** result): huge pages make that a few hundred page faults instead of one
+** per 4 KiB.  Only whole pages inside the block are advised, which splits
+** its mapping, so realloc can no longer move it cheaply: only for blocks
+** that will not grow.  Failure is harmless (no transparent huge pages). */
+void pfp__advise_huge_pages(char *data, size_t len);
 /* Zeroed memory of its own mapping, left out of every child forked later
 ** (MADV_DONTFORK): for what only the forking process uses.  A child must
 ** never touch it.  NULL when out of memory; freed with the same len. */

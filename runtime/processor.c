@@ -66,12 +66,13 @@ struct pfp_processor {
   ** load; never kept for a Lua state the processor does not own, whose
   ** globals its host can change at any time. */
   char *checked_name;
-  /* The same name's function, kept (registry reference) once a job has
-  ** pushed it, so that the next jobs push it with no Lua call: in a state
-  ** the processor owns, a run's job with args as text then costs the host
-  ** no protected call, no allocation and no write to Lua's global state
-  ** (whose pages every fork shares with the host: a fault each).  Same
-  ** rules as checked_name. */
+  /* The function of the first name a job pushed, kept (registry
+  ** reference) so that later jobs of that name push it with no Lua call
+  ** (other names take the protected path).  In a state the processor
+  ** owns, such a job with args as text costs the host no protected call,
+  ** no allocation and no write to Lua's global state (whose pages every
+  ** fork shares with the host: a fault each).  Forgotten with
+  ** checked_name, under the same rules. */
   char *pushed_name;
   int pushed_ref;
   int feed_fd;

@@ -80,17 +80,30 @@ void pfp__host_only_free(void *p, size_t len) {
     munmap(p, len);
 }
 
-void pfp__populate(void *addr, size_t len) {
-#ifdef MADV_POPULATE_WRITE
+/* madvise over the whole pages inside [addr, addr + len): the ends of a
+** heap block share their pages with other blocks.  A hint: failure ignored. */
+static void advise_inside(void *addr, size_t len, int advice) {
   uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   uintptr_t from = ((uintptr_t)addr + page - 1) & ~(page - 1);
   uintptr_t to = ((uintptr_t)addr + len) & ~(page - 1);
   if (to > from)
-    (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+    (void)madvise((void *)from, to - from, advice);
+}
+
+void pfp__populate(void *addr, size_t len) {
+#ifdef MADV_POPULATE_WRITE
+  advise_inside(addr, len, MADV_POPULATE_WRITE);
 #else
   (void)addr;
   (void)len;
 #endif
+}
+
+/* Smaller blocks would gain little from huge pages. */
+#define HUGE_ENOUGH ((size_t)8 << 20)
+void pfp__advise_huge_pages(char *data, size_t len) {
+  if (len >= HUGE_ENOUGH)
+    advise_inside(data, len, MADV_HUGEPAGE);
 }
 
 int pfp__pipe_nonblock(int fds[2]) {
